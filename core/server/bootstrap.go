@@ -1,0 +1,100 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/paddock-dev/paddock/core/api"
+	"github.com/paddock-dev/paddock/core/apiserver"
+	"github.com/paddock-dev/paddock/core/client"
+	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/core/store"
+)
+
+// BuiltinRuntimeClasses are created on a cluster's first start; operators
+// may change or delete them afterwards.
+func BuiltinRuntimeClasses() []*api.RuntimeClass {
+	rc := func(name, plugin, handler string, iso api.IsolationClass) *api.RuntimeClass {
+		return &api.RuntimeClass{
+			TypeMeta: api.TypeMeta{APIVersion: api.Version, Kind: "RuntimeClass"},
+			Metadata: api.ObjectMeta{Name: name, Labels: map[string]string{"paddock.dev/builtin": "true"}},
+			Spec:     api.RuntimeClassSpec{Plugin: plugin, Handler: handler, Isolation: iso},
+		}
+	}
+	return []*api.RuntimeClass{
+		rc("runc", "runc", "", api.IsolationNamespace),
+		rc("gvisor", "runsc", "", api.IsolationUserspaceKernel),
+		rc("containerd", "containerd", "runc", api.IsolationNamespace),
+		rc("containerd-gvisor", "containerd", "runsc", api.IsolationUserspaceKernel),
+	}
+}
+
+// bootstrap creates what a new cluster needs and keeps admin.conf valid:
+// the built-in runtime classes once, and a cluster-admin token whenever
+// admin.conf is missing or names a token the store does not know.
+func bootstrap(ctx context.Context, st *store.Store, adminConf, server, caPEM string, log *slog.Logger) error {
+	const step = "builtin-runtimeclasses"
+	done, err := st.StepDone(ctx, step)
+	if err != nil {
+		return err
+	}
+	if !done {
+		for _, rc := range BuiltinRuntimeClasses() {
+			if _, err := st.Create(ctx, rc); err != nil && !errdefs.IsAlreadyExists(err) {
+				return err
+			}
+		}
+		if err := st.MarkStepDone(ctx, step); err != nil {
+			return err
+		}
+	}
+
+	if cfg, err := client.LoadConfig(adminConf); err == nil && adminTokenValid(ctx, st, cfg.Token) {
+		if cfg.Server != server || cfg.CertificateAuthority != caPEM {
+			cfg.Server, cfg.CertificateAuthority = server, caPEM
+			return cfg.Write(adminConf)
+		}
+		return nil
+	}
+	id, secret := apiserver.NewTokenSecret()
+	tok := &api.Token{
+		TypeMeta: api.TypeMeta{APIVersion: api.Version, Kind: "Token"},
+		Metadata: api.ObjectMeta{Name: id},
+		Spec:     api.TokenSpec{Role: api.RoleClusterAdmin, Description: "cluster admin (admin.conf)"},
+		Status:   api.TokenStatus{SecretHash: apiserver.HashSecret(secret)},
+	}
+	if _, err := st.Create(ctx, tok); err != nil {
+		return err
+	}
+	log.Info("created cluster-admin token", "token", id, "config", adminConf)
+	cfg := &client.Config{Server: server, CertificateAuthority: caPEM, Token: id + "." + secret, Role: string(api.RoleClusterAdmin)}
+	if err := cfg.Write(adminConf); err != nil {
+		return err
+	}
+	return os.Chmod(adminConf, 0o600)
+}
+
+func adminTokenValid(ctx context.Context, st *store.Store, token string) bool {
+	id, secret, ok := strings.Cut(token, ".")
+	if !ok {
+		return false
+	}
+	o, err := st.Get(ctx, mustKind("tokens"), "", id)
+	if err != nil {
+		return false
+	}
+	t := o.(*api.Token)
+	want := apiserver.HashSecret(secret)
+	return t.Spec.Role == api.RoleClusterAdmin && subtle.ConstantTimeCompare([]byte(want), []byte(t.Status.SecretHash)) == 1
+}
+
+func mustKind(name string) *api.Kind {
+	k, ok := api.KindFor(name)
+	if !ok {
+		panic("server: unknown kind " + name)
+	}
+	return k
+}

@@ -1,0 +1,459 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Defaults for EmbeddedConfig fields left zero.
+const (
+	DefaultMemberName        = "paddock"
+	DefaultQuotaBackendBytes = 2 << 30 // 2 GiB, etcd's own default
+	defaultPeriodicRetention = "1h"
+	defaultRevisionRetention = "1000"
+)
+
+const (
+	// embeddedClusterToken seeds the cluster and member IDs of a new member.
+	embeddedClusterToken = "paddock"
+	// embeddedLockFile, in the data directory, is locked while a member
+	// or a restore uses the directory.
+	embeddedLockFile = "paddock-etcd.lock"
+	// embeddedMaxListenAttempts bounds the retries when a port picked at
+	// run time is taken before etcd binds it.
+	embeddedMaxListenAttempts = 5
+)
+
+// Raft timing of the embedded member. A single member has no peer to hear
+// heartbeats from and elects itself as soon as its election timer fires
+// (etcd fast-forwards all but one election tick), so short ticks only make
+// startup faster; they cost a 50 Hz timer.
+const (
+	embeddedTickMs     = 20
+	embeddedElectionMs = 200
+)
+
+// EmbeddedConfig configures an etcd member that runs inside the Paddock process.
+type EmbeddedConfig struct {
+	// Dir is the data directory; etcd's member directory goes here. It is
+	// created with mode 0700 if missing.
+	Dir string
+	// Name is the member name, default "paddock".
+	Name string
+	// ClientURL, when set (e.g. "http://127.0.0.1:2379"), also serves the etcd
+	// client API on that URL for external tools; by default etcd listens on no TCP
+	// port at all for clients and Paddock talks to it in-process. Only
+	// loopback http:// URLs and unix:// sockets are accepted: the API is
+	// unauthenticated. Port 0 picks a free port; see Embedded.ClientURL.
+	ClientURL string
+	// AutoCompactionMode is "periodic" (default) or "revision".
+	AutoCompactionMode string
+	// AutoCompactionRetention is how much history compaction keeps: a
+	// duration for periodic mode (default "1h"), a revision count for
+	// revision mode (default "1000").
+	AutoCompactionRetention string
+	// QuotaBackendBytes caps the size of the database, default 2 GiB.
+	QuotaBackendBytes int64
+	// Logger receives etcd's own log entries at warn level and above,
+	// re-emitted with the attribute component=etcd. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Embedded is a running single-member etcd. Create it with StartEmbedded and
+// stop it with Close. Its methods are safe for concurrent use.
+type Embedded struct {
+	etcd      *embed.Etcd
+	client    *clientv3.Client
+	lock      *os.File
+	clientURL string
+	closing   *atomic.Bool // tells the log bridge that shutdown noise is expected
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartEmbedded starts an etcd member on cfg.Dir and returns once it is ready
+// to serve, or fails. A member directory left by an earlier run is reused, so
+// data persists across restarts. The member's raft peer endpoint listens on a
+// loopback port chosen at run time and is never used (there are no peers);
+// clients reach the member through Client, and through cfg.ClientURL when it
+// is set.
+//
+// While the member starts, cancelling ctx stops it and StartEmbedded returns
+// ctx's error. ctx is not used after StartEmbedded returns.
+func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start embedded etcd: %w", err)
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	clientURL, err := parseClientURL(cfg.ClientURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create etcd data directory: %w", err)
+	}
+	lock, err := lockDataDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	unlock := true
+	defer func() {
+		if unlock {
+			lock.Close() // releases the lock
+		}
+	}()
+
+	closing := new(atomic.Bool)
+	logger := newZapLogger(cfg.Logger, closing)
+	var e *embed.Etcd
+	for attempt := 1; ; attempt++ {
+		ecfg, err := cfg.etcdConfig(logger, clientURL)
+		if err != nil {
+			return nil, err
+		}
+		e, err = embed.StartEtcd(ecfg)
+		if err == nil {
+			break
+		}
+		// A port picked at run time can be taken by someone else
+		// between picking and binding: pick again. (A fixed port in
+		// ClientURL that is in use fails every attempt the same way.)
+		if errors.Is(err, syscall.EADDRINUSE) && attempt < embeddedMaxListenAttempts {
+			continue
+		}
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.Dir, err)
+	}
+
+	stop := func() {
+		closing.Store(true)
+		e.Close()
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		stop()
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.Dir, err)
+	case <-e.Server.StopNotify():
+		stop()
+		return nil, fmt.Errorf("start embedded etcd in %s: member stopped before it became ready (see the etcd log)", cfg.Dir)
+	case <-ctx.Done():
+		stop()
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.Dir, ctx.Err())
+	}
+
+	m := &Embedded{
+		etcd:    e,
+		client:  v3client.New(e.Server),
+		lock:    lock,
+		closing: closing,
+	}
+	if len(e.Clients) > 0 {
+		m.clientURL = e.Config().AdvertiseClientUrls[0].String()
+	}
+	unlock = false
+	return m, nil
+}
+
+// Client returns the in-process client of the member: calls go straight to
+// the server without a network hop. It is closed by Close; callers must not
+// close it themselves.
+func (e *Embedded) Client() *clientv3.Client { return e.client }
+
+// ClientURL returns the URL on which the member serves the etcd client API
+// to other processes, with a port picked at run time filled in, or "" if
+// EmbeddedConfig.ClientURL was empty.
+func (e *Embedded) ClientURL() string { return e.clientURL }
+
+// Close stops the member and closes its client. Requests still in flight
+// are cut off after etcd's request timeout. Close is idempotent; later calls
+// return the first call's result.
+func (e *Embedded) Close() error {
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		// The in-process client's Close reports its own cancellation.
+		if err := e.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			e.closeErr = fmt.Errorf("close embedded etcd client: %w", err)
+		}
+		e.etcd.Close()
+		if err := e.lock.Close(); err != nil && e.closeErr == nil {
+			e.closeErr = fmt.Errorf("release etcd data directory lock: %w", err)
+		}
+	})
+	return e.closeErr
+}
+
+// setDefaults fills in defaults and checks the fields StartEmbedded uses.
+func (cfg *EmbeddedConfig) setDefaults() error {
+	if cfg.Dir == "" {
+		return errors.New("embedded etcd: EmbeddedConfig.Dir is empty: set a data directory")
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultMemberName
+	}
+	switch cfg.AutoCompactionMode {
+	case "", embed.CompactorModePeriodic:
+		cfg.AutoCompactionMode = embed.CompactorModePeriodic
+		if cfg.AutoCompactionRetention == "" {
+			cfg.AutoCompactionRetention = defaultPeriodicRetention
+		}
+		if _, err := time.ParseDuration(cfg.AutoCompactionRetention); err != nil {
+			if _, err := strconv.Atoi(cfg.AutoCompactionRetention); err != nil {
+				return fmt.Errorf("embedded etcd: AutoCompactionRetention %q: want a duration such as \"1h\" for periodic compaction", cfg.AutoCompactionRetention)
+			}
+		}
+	case embed.CompactorModeRevision:
+		if cfg.AutoCompactionRetention == "" {
+			cfg.AutoCompactionRetention = defaultRevisionRetention
+		}
+		if _, err := strconv.ParseInt(cfg.AutoCompactionRetention, 10, 64); err != nil {
+			return fmt.Errorf("embedded etcd: AutoCompactionRetention %q: want a number of revisions such as \"1000\" for revision compaction", cfg.AutoCompactionRetention)
+		}
+	default:
+		return fmt.Errorf("embedded etcd: AutoCompactionMode %q: want %q or %q", cfg.AutoCompactionMode, embed.CompactorModePeriodic, embed.CompactorModeRevision)
+	}
+	if cfg.QuotaBackendBytes == 0 {
+		cfg.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if cfg.QuotaBackendBytes < 0 {
+		return fmt.Errorf("embedded etcd: QuotaBackendBytes %d: want a positive size in bytes", cfg.QuotaBackendBytes)
+	}
+	return nil
+}
+
+// etcdConfig builds the embed configuration. It picks free loopback ports
+// for the peer URL and for a client URL with port 0.
+func (cfg *EmbeddedConfig) etcdConfig(logger *zap.Logger, clientURL *url.URL) (*embed.Config, error) {
+	ecfg := embed.NewConfig()
+	ecfg.Name = cfg.Name
+	ecfg.Dir = cfg.Dir
+	ecfg.InitialClusterToken = embeddedClusterToken
+	ecfg.TickMs = embeddedTickMs
+	ecfg.ElectionMs = embeddedElectionMs
+	ecfg.AutoCompactionMode = cfg.AutoCompactionMode
+	ecfg.AutoCompactionRetention = cfg.AutoCompactionRetention
+	ecfg.QuotaBackendBytes = cfg.QuotaBackendBytes
+	ecfg.Logger = "zap"
+	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
+
+	// The raft peer endpoint: embed insists on one, a single member never
+	// uses it. Bind it to loopback on a port nobody else needs to know.
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return nil, err
+	}
+	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	ecfg.ListenPeerUrls = []url.URL{peer}
+	ecfg.AdvertisePeerUrls = []url.URL{peer}
+	ecfg.InitialCluster = ecfg.InitialClusterFromName(cfg.Name)
+
+	ecfg.ListenClientUrls = nil
+	ecfg.AdvertiseClientUrls = nil
+	if clientURL != nil {
+		u := *clientURL
+		if u.Scheme == "http" && u.Port() == "0" {
+			port, err := freeLoopbackPort()
+			if err != nil {
+				return nil, err
+			}
+			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+		}
+		ecfg.ListenClientUrls = []url.URL{u}
+		ecfg.AdvertiseClientUrls = []url.URL{u}
+	}
+	return ecfg, nil
+}
+
+// parseClientURL checks EmbeddedConfig.ClientURL: the client API has no
+// authentication, so it may only be reachable from this machine.
+func parseClientURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: ClientURL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "unix":
+		return u, nil
+	case "http":
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			return nil, fmt.Errorf("embedded etcd: ClientURL %q has no port: use e.g. http://127.0.0.1:2379", raw)
+		}
+		if host == "localhost" {
+			return u, nil
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return u, nil
+		}
+		return nil, fmt.Errorf("embedded etcd: ClientURL %q is not a loopback address: the embedded client API is unauthenticated, so serve it on 127.0.0.1, [::1] or a unix socket, or run an external etcd cluster with TLS", raw)
+	default:
+		return nil, fmt.Errorf("embedded etcd: ClientURL %q: scheme must be http (loopback) or unix", raw)
+	}
+}
+
+// freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free loopback port for embedded etcd: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lockDataDir takes an exclusive lock on dir so that a second member (in
+// this process or another) or a restore cannot use the same data at the
+// same time; etcd would otherwise block on its database lock without
+// saying why. Closing the returned file releases the lock.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, embeddedLockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock etcd data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("etcd data directory %s is in use by another embedded etcd member: stop the other Paddock server first", dir)
+		}
+		return nil, fmt.Errorf("lock etcd data directory %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// newZapLogger returns a zap logger that re-emits entries at warn level and
+// above to l, or discards everything when l is nil. Once closing is set,
+// the errors etcd logs about its own listeners shutting down are expected and
+// demoted to debug.
+func newZapLogger(l *slog.Logger, closing *atomic.Bool) *zap.Logger {
+	if l == nil {
+		return zap.NewNop()
+	}
+	return zap.New(&slogCore{logger: l.With("component", "etcd"), closing: closing})
+}
+
+// slogCore is a zapcore.Core that writes to a slog.Logger. It passes on
+// entries at warn level and above (etcd is chatty at info), except the known
+// harmless ones, which it demotes to debug.
+type slogCore struct {
+	logger  *slog.Logger
+	closing *atomic.Bool
+	fields  []zapcore.Field
+}
+
+var _ zapcore.Core = (*slogCore)(nil)
+
+func (c *slogCore) Enabled(l zapcore.Level) bool {
+	// Demoted entries are decided in Write, once the fields are known;
+	// here only the level counts.
+	return l >= zapcore.WarnLevel
+}
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &slogCore{logger: c.logger, closing: c.closing, fields: append(slices.Clip(c.fields), fields...)}
+}
+
+func (c *slogCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(ent.Level) {
+		return ce.AddCore(ent, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range c.fields {
+		f.AddTo(enc)
+	}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	level := slogLevel(ent.Level)
+	errText, _ := enc.Fields["error"].(string)
+	if harmlessEtcdEntry(ent.Message, errText, c.closing != nil && c.closing.Load()) {
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !c.logger.Enabled(ctx, level) {
+		return nil
+	}
+
+	attrs := make([]slog.Attr, 0, len(enc.Fields)+1)
+	if ent.LoggerName != "" {
+		attrs = append(attrs, slog.String("logger", ent.LoggerName))
+	}
+	keys := make([]string, 0, len(enc.Fields))
+	for k := range enc.Fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
+	}
+	c.logger.LogAttrs(ctx, level, ent.Message, attrs...)
+	return nil
+}
+
+func (c *slogCore) Sync() error { return nil }
+
+// harmlessEtcdEntry reports whether an etcd warning or error is expected in
+// the way Paddock runs etcd and says nothing an operator can act on. Should
+// etcd reword one of these, it is simply shown again.
+func harmlessEtcdEntry(msg, errText string, closing bool) bool {
+	switch msg {
+	case "Running http and grpc server on single port. This is not recommended for production.",
+		// Paddock does not enable etcd's own authentication.
+		"simple token is not cryptographically signed":
+		return true
+	case "Failed to detect schema version", "failed to update storage version":
+		// A fresh member's version monitor can run before the first
+		// term is stored; it tries again a few seconds later.
+		return strings.Contains(errText, "missing term information")
+	case "setting up serving from embedded etcd failed.",
+		"stopping insecure grpc server due to error",
+		"stopped insecure grpc server due to error",
+		"failed to update cluster version",
+		"failed to publish local member to cluster through raft",
+		"stopped publish because server is stopping":
+		// Listeners and in-flight internal requests ending in Close.
+		return closing
+	}
+	return false
+}
+
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l < zapcore.InfoLevel:
+		return slog.LevelDebug
+	case l < zapcore.WarnLevel:
+		return slog.LevelInfo
+	case l < zapcore.ErrorLevel:
+		return slog.LevelWarn
+	default:
+		return slog.LevelError
+	}
+}
