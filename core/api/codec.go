@@ -39,6 +39,12 @@ func Decode(data []byte) (Object, error) {
 // DecodeAs decodes one object like Decode. When want is not nil, the
 // object must be of that kind; an empty kind in data is taken to mean want.
 func DecodeAs(data []byte, want *Kind) (Object, error) {
+	if t := bytes.TrimSpace(data); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		if len(data) > MaxObjectBytes {
+			return nil, errdefs.New(errdefs.ErrTooLarge, fmt.Sprintf("object is %d bytes; the limit is %d", len(data), MaxObjectBytes))
+		}
+		return decodeJSON(data, want)
+	}
 	js, err := toJSON(data, 0)
 	if err != nil {
 		return nil, err

@@ -375,8 +375,8 @@ func validateResourceList(p *problems, field string, l ResourceList, allowPods b
 }
 
 func validateResources(p *problems, f string, r *ResourceRequirements) {
-	validateResourceList(p, f+".requests", r.Requests, false)
 	validateResourceList(p, f+".limits", r.Limits, false)
+	validateResourceList(p, f+".requests", r.Requests, false)
 	for name, req := range r.Requests {
 		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
 			p.add(f+".requests."+string(name), "request %s is more than the limit %s: a limit must be at least the request", req.String(), lim.String())

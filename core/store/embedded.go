@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -38,6 +39,13 @@ const (
 	// embeddedLockFile, in the data directory, is locked while a member
 	// or a restore uses the directory.
 	embeddedLockFile = "paddock-etcd.lock"
+	// embeddedBootstrapMarker, in the data directory, exists while a new
+	// member starts for the first time. See bootstrapMarker.
+	embeddedBootstrapMarker = "paddock-etcd.bootstrapping"
+	// embeddedReadyTimeout bounds the wait for a started member to become
+	// ready. A single member needs no peers, so only a damaged member
+	// directory or a stalled disk takes this long.
+	embeddedReadyTimeout = time.Minute
 	// embeddedMaxListenAttempts bounds the retries when a port picked at
 	// run time is taken before etcd binds it.
 	embeddedMaxListenAttempts = 5
@@ -99,7 +107,13 @@ type Embedded struct {
 // is set.
 //
 // While the member starts, cancelling ctx stops it and StartEmbedded returns
-// ctx's error. ctx is not used after StartEmbedded returns.
+// ctx's error. ctx is not used after StartEmbedded returns. A member that
+// does not become ready within a minute of starting is stopped with an error.
+//
+// A first start that is interrupted (by ctx or by the process dying) leaves
+// a member directory that etcd could never start on again; the next
+// StartEmbedded on the same Dir discards it and starts afresh. Nothing was
+// lost: no client could write to a member that was never ready.
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("start embedded etcd: %w", err)
@@ -124,6 +138,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 			lock.Close() // releases the lock
 		}
 	}()
+
+	fresh, err := bootstrapMarker(cfg.Dir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 
 	closing := new(atomic.Bool)
 	logger := newZapLogger(cfg.Logger, closing)
@@ -150,6 +169,8 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		closing.Store(true)
 		e.Close()
 	}
+	timeout := time.NewTimer(embeddedReadyTimeout)
+	defer timeout.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
@@ -161,6 +182,17 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	case <-ctx.Done():
 		stop()
 		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.Dir, ctx.Err())
+	case <-timeout.C:
+		stop()
+		return nil, fmt.Errorf("start embedded etcd in %s: member not ready after %v: see etcd's warnings in the log (EmbeddedConfig.Logger)", cfg.Dir, embeddedReadyTimeout)
+	}
+	if fresh {
+		// The member has committed its first entries: from now on it
+		// can always restart.
+		if err := removeSynced(filepath.Join(cfg.Dir, embeddedBootstrapMarker)); err != nil {
+			stop()
+			return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.Dir, err)
+		}
 	}
 
 	m := &Embedded{
@@ -323,6 +355,67 @@ func freeLoopbackPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// bootstrapMarker prepares a first start. etcd writes a new member's WAL
+// before its first raft entries are durable; a member stopped in between
+// has no voters when it restarts and waits for a leader forever. So while a
+// new member starts, a marker file says its member directory is disposable:
+// bootstrapMarker removes a member directory that still has the marker (an
+// earlier first start was interrupted), and creates the marker when the
+// member is new. It reports whether the member is new; StartEmbedded removes
+// the marker once the member is ready.
+func bootstrapMarker(dir string, logger *slog.Logger) (fresh bool, err error) {
+	marker := filepath.Join(dir, embeddedBootstrapMarker)
+	memberDir := filepath.Join(dir, "member")
+	switch _, err := os.Stat(marker); {
+	case err == nil:
+		if logger != nil {
+			logger.Warn("discarding the etcd member directory of an interrupted first start", "component", "etcd", "dir", memberDir)
+		}
+		if err := os.RemoveAll(memberDir); err != nil {
+			return false, fmt.Errorf("remove etcd member directory of an interrupted first start: %w", err)
+		}
+		return true, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, fmt.Errorf("check etcd bootstrap marker: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(memberDir, "wal")); err == nil {
+		return false, nil // an existing member
+	}
+	if err := createSynced(marker); err != nil {
+		return false, fmt.Errorf("create etcd bootstrap marker: %w", err)
+	}
+	return true, nil
+}
+
+// createSynced creates an empty file and makes its existence durable.
+func createSynced(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// removeSynced removes a file and makes its removal durable.
+func removeSynced(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // lockDataDir takes an exclusive lock on dir so that a second member (in

@@ -151,11 +151,15 @@ func TestEmbeddedCancelledContext(t *testing.T) {
 	}
 }
 
-// TestEmbeddedCancelledWhileStarting cancels at various points of startup;
-// whatever StartEmbedded returns, it must not leave the member running.
+// TestEmbeddedCancelledWhileStarting cancels first starts at various points;
+// whatever StartEmbedded returned, the directory must start again (etcd on
+// its own leaves an unstartable member behind when stopped early in its
+// first start).
 func TestEmbeddedCancelledWhileStarting(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "etcd")
-	for _, after := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond} {
+	root := t.TempDir()
+	for i := range 15 {
+		dir := filepath.Join(root, fmt.Sprint(i))
+		after := time.Duration(i) * 3 * time.Millisecond
 		ctx, cancel := context.WithTimeout(t.Context(), after)
 		e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: testLogger(t)})
 		cancel()
@@ -165,9 +169,36 @@ func TestEmbeddedCancelledWhileStarting(t *testing.T) {
 		case !errors.Is(err, context.DeadlineExceeded):
 			t.Fatalf("StartEmbedded(ctx cancelled after %v) = %v, want nil or context.DeadlineExceeded", after, err)
 		}
+
+		ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+		e, err = StartEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: testLogger(t)})
+		cancel()
+		if err != nil {
+			t.Fatalf("restart after a first start cancelled after %v = %v", after, err)
+		}
+		put(t, e.Client(), "/k", "v")
+		e.Close()
 	}
-	// The directory is free again and usable.
-	startEmbedded(t, EmbeddedConfig{Dir: dir})
+}
+
+// TestEmbeddedDiscardsInterruptedBootstrap simulates a process that died
+// during a first start: the marker is there, the member directory is junk.
+func TestEmbeddedDiscardsInterruptedBootstrap(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etcd")
+	if err := os.MkdirAll(filepath.Join(dir, "member", "wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "member", "wal", "0000000000000000-0000000000000000.wal"), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, embeddedBootstrapMarker), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startEmbedded(t, EmbeddedConfig{Dir: dir})
+	put(t, e.Client(), "/k", "v")
+	if _, err := os.Stat(filepath.Join(dir, embeddedBootstrapMarker)); !os.IsNotExist(err) {
+		t.Errorf("bootstrap marker still present after a successful start (stat: %v)", err)
+	}
 }
 
 func TestEmbeddedCreatesPrivateDir(t *testing.T) {

@@ -75,6 +75,18 @@ func RestoreSnapshot(snapshotFile, dataDir, name string, logger *slog.Logger) (e
 	defer lock.Close()
 
 	memberDir := filepath.Join(dataDir, "member")
+	marker := filepath.Join(dataDir, embeddedBootstrapMarker)
+	if _, err := os.Stat(marker); err == nil {
+		// The member directory is what an interrupted first start left:
+		// it holds no data. Clear it, and the marker, which would make
+		// StartEmbedded discard the restored member.
+		if err := os.RemoveAll(memberDir); err != nil {
+			return fmt.Errorf("restore etcd snapshot: %w", err)
+		}
+		if err := removeSynced(marker); err != nil {
+			return fmt.Errorf("restore etcd snapshot: %w", err)
+		}
+	}
 	switch empty, err := dirEmpty(memberDir); {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -117,6 +129,9 @@ func RestoreSnapshot(snapshotFile, dataDir, name string, logger *slog.Logger) (e
 		return fmt.Errorf("restore etcd snapshot from %s (is it a complete snapshot file?): %w", snapshotFile, err)
 	}
 	if err := os.Rename(filepath.Join(tmp, "member"), memberDir); err != nil {
+		return fmt.Errorf("restore etcd snapshot: %w", err)
+	}
+	if err := syncDir(dataDir); err != nil {
 		return fmt.Errorf("restore etcd snapshot: %w", err)
 	}
 	return nil

@@ -93,6 +93,28 @@ func TestRestoreSnapshotRefusesExistingData(t *testing.T) {
 	}
 }
 
+func TestRestoreSnapshotOverInterruptedBootstrap(t *testing.T) {
+	src := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
+	put(t, src.Client(), "/k", "v")
+	snap := saveSnapshotFile(t, src.Client())
+
+	// What a first start that died early leaves behind.
+	dst := filepath.Join(t.TempDir(), "dst")
+	if err := os.MkdirAll(filepath.Join(dst, "member", "wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, embeddedBootstrapMarker), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestoreSnapshot(snap, dst, "", nil); err != nil {
+		t.Fatalf("RestoreSnapshot() over an interrupted first start = %v", err)
+	}
+	e := startEmbedded(t, EmbeddedConfig{Dir: dst})
+	if v, ok := get(t, e.Client(), "/k"); !ok || v != "v" {
+		t.Errorf("Get(/k) after restore = %q, %v; want %q (restored data discarded?)", v, ok, "v")
+	}
+}
+
 func TestRestoreSnapshotDamagedFile(t *testing.T) {
 	src := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
 	for i := range 50 {

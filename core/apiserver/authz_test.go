@@ -1,0 +1,186 @@
+package apiserver
+
+import (
+	"errors"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/paddock-dev/paddock/core/api"
+	"github.com/paddock-dev/paddock/core/errdefs"
+)
+
+func mustParse(t *testing.T, method, target string) *Request {
+	t.Helper()
+	r, err := parseRequest(httptest.NewRequest(method, target, nil))
+	if err != nil {
+		t.Fatalf("parseRequest(%s %s) = %v", method, target, err)
+	}
+	return r
+}
+
+func TestParseRequest(t *testing.T) {
+	cases := []struct {
+		method, target string
+		verb           Verb
+		resource       string
+		tenant, name   string
+		sub            string
+	}{
+		{"GET", "/api/v1/tenants", VerbList, "tenants", "", "", ""},
+		{"GET", "/api/v1/tenants/acme", VerbGet, "tenants", "", "acme", ""},
+		{"PUT", "/api/v1/tenants/acme/status", VerbUpdate, "tenants", "", "acme", "status"},
+		{"GET", "/api/v1/tenants/acme/pods", VerbList, "pods", "acme", "", ""},
+		{"GET", "/api/v1/tenants/acme/pods?watch=true", VerbWatch, "pods", "acme", "", ""},
+		{"POST", "/api/v1/tenants/acme/pods", VerbCreate, "pods", "acme", "", ""},
+		{"PUT", "/api/v1/tenants/acme/pods/web", VerbUpdate, "pods", "acme", "web", ""},
+		{"PUT", "/api/v1/tenants/acme/pods/web/status", VerbUpdate, "pods", "acme", "web", "status"},
+		{"DELETE", "/api/v1/tenants/acme/pods/web", VerbDelete, "pods", "acme", "web", ""},
+		{"GET", "/api/v1/pods", VerbList, "pods", "", "", ""},
+		{"GET", "/api/v1/nodes/n1", VerbGet, "nodes", "", "n1", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+			r := mustParse(t, tc.method, tc.target)
+			if r.Verb != tc.verb || r.Kind.Resource != tc.resource || r.Tenant != tc.tenant || r.Name != tc.name || r.Subresource != tc.sub {
+				t.Errorf("parseRequest = %s %s tenant=%q name=%q sub=%q, want %s %s tenant=%q name=%q sub=%q",
+					r.Verb, r.Kind.Resource, r.Tenant, r.Name, r.Subresource, tc.verb, tc.resource, tc.tenant, tc.name, tc.sub)
+			}
+		})
+	}
+	bad := []struct {
+		method, target string
+		class          error
+	}{
+		{"GET", "/api/v1/podz", errdefs.ErrNotFound},
+		{"GET", "/api/v1/pods/web", errdefs.ErrNotFound},                   // tenant-scoped needs a tenant
+		{"GET", "/api/v1/tenants/acme/nodes", errdefs.ErrNotFound},         // cluster-scoped under a tenant
+		{"GET", "/api/v1/tenants/acme/pods/web/log/x", errdefs.ErrNotFound}, // too deep
+		{"GET", "/api/v1/tenants/acme/configmaps/x/status", errdefs.ErrNotFound},
+		{"PATCH", "/api/v1/tenants/acme/pods/web", errdefs.ErrMethodNotAllowed},
+		{"POST", "/api/v1/tenants/acme/pods/web", errdefs.ErrMethodNotAllowed},
+		{"DELETE", "/api/v1/tenants/acme/pods", errdefs.ErrMethodNotAllowed},
+		{"POST", "/api/v1/pods", errdefs.ErrNotFound},
+		{"GET", "/api/v1/tenants/acme/pods/../secrets", errdefs.ErrNotFound},
+	}
+	for _, tc := range bad {
+		t.Run("bad "+tc.method+" "+tc.target, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, "/", nil)
+			req.URL.Path = tc.target
+			_, err := parseRequest(req)
+			if !errors.Is(err, tc.class) {
+				t.Errorf("parseRequest(%s %s) = %v, want class %v", tc.method, tc.target, err, tc.class)
+			}
+		})
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	admin := &User{Name: "a", Role: api.RoleClusterAdmin}
+	acmeAdmin := &User{Name: "b", Role: api.RoleAdmin, Tenant: "acme"}
+	acmeEdit := &User{Name: "c", Role: api.RoleEdit, Tenant: "acme"}
+	acmeView := &User{Name: "d", Role: api.RoleView, Tenant: "acme"}
+	node := &User{Name: "e", Role: api.RoleNode, Node: "n1"}
+	cases := []struct {
+		user           *User
+		method, target string
+		allow          bool
+	}{
+		{admin, "DELETE", "/api/v1/tenants/acme", true},
+		{admin, "GET", "/api/v1/pods", true},
+
+		{acmeAdmin, "GET", "/api/v1/tenants/acme/pods", true},
+		{acmeAdmin, "POST", "/api/v1/tenants/acme/secrets", true},
+		{acmeAdmin, "GET", "/api/v1/tenants/other/pods", false},
+		{acmeAdmin, "GET", "/api/v1/tenants/other/pods/x", false},
+		{acmeAdmin, "DELETE", "/api/v1/tenants/other/pods/x", false},
+		{acmeAdmin, "GET", "/api/v1/pods", false},
+		{acmeAdmin, "POST", "/api/v1/tenants", false},
+		{acmeAdmin, "PUT", "/api/v1/tenants/acme", false},
+		{acmeAdmin, "GET", "/api/v1/tenants/acme", true},
+		{acmeAdmin, "GET", "/api/v1/tenants/other", false},
+		{acmeAdmin, "GET", "/api/v1/tenants", true}, // narrowed to acme
+		{acmeAdmin, "PUT", "/api/v1/tenants/acme/pods/x/status", false},
+		{acmeAdmin, "GET", "/api/v1/nodes", false},
+		{acmeAdmin, "GET", "/api/v1/runtimeclasses", true},
+		{acmeAdmin, "POST", "/api/v1/runtimeclasses", false},
+		{acmeAdmin, "POST", "/api/v1/tokens", true}, // checked per object
+		{acmeAdmin, "PUT", "/api/v1/tokens/x", false},
+
+		{acmeEdit, "POST", "/api/v1/tenants/acme/pods", true},
+		{acmeEdit, "POST", "/api/v1/tokens", false},
+		{acmeEdit, "GET", "/api/v1/tokens", false},
+
+		{acmeView, "GET", "/api/v1/tenants/acme/pods", true},
+		{acmeView, "GET", "/api/v1/tenants/acme/pods?watch=true", true},
+		{acmeView, "POST", "/api/v1/tenants/acme/pods", false},
+		{acmeView, "PUT", "/api/v1/tenants/acme/pods/x", false},
+		{acmeView, "DELETE", "/api/v1/tenants/acme/pods/x", false},
+		{acmeView, "GET", "/api/v1/tenants/acme/secrets", false},
+		{acmeView, "GET", "/api/v1/tenants/acme/secrets/s", false},
+
+		{node, "GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1", true},
+		{node, "GET", "/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dn1", true},
+		{node, "GET", "/api/v1/pods", false},
+		{node, "GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn2", false},
+		{node, "GET", "/api/v1/pods?fieldSelector=spec.nodeName%21%3Dn1", false},
+		{node, "POST", "/api/v1/tenants/acme/pods", false},
+		{node, "GET", "/api/v1/nodes/n1", true},
+		{node, "GET", "/api/v1/nodes/n2", false},
+		{node, "DELETE", "/api/v1/nodes/n1", false},
+		{node, "POST", "/api/v1/tenants/acme/events", true},
+		{node, "GET", "/api/v1/tenants/acme/secrets/s", false},
+		{node, "POST", "/api/v1/tenants", false},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.user.Role)+" "+tc.method+" "+tc.target, func(t *testing.T) {
+			err := authorize(tc.user, mustParse(t, tc.method, tc.target))
+			if tc.allow && err != nil {
+				t.Errorf("authorize = %v, want allowed", err)
+			}
+			if !tc.allow && !errors.Is(err, errdefs.ErrPermissionDenied) {
+				t.Errorf("authorize = %v, want permission denied", err)
+			}
+		})
+	}
+}
+
+func TestAuthorizeObject(t *testing.T) {
+	node := &User{Name: "n", Role: api.RoleNode, Node: "n1"}
+	acmeAdmin := &User{Name: "b", Role: api.RoleAdmin, Tenant: "acme"}
+	mine := &api.Pod{Spec: api.PodSpec{NodeName: "n1"}}
+	theirs := &api.Pod{Spec: api.PodSpec{NodeName: "n2"}}
+	cases := []struct {
+		name  string
+		user  *User
+		req   *Request
+		obj   api.Object
+		allow bool
+	}{
+		{"node reads its pod", node, mustParse(t, "GET", "/api/v1/tenants/acme/pods/p"), mine, true},
+		{"node reads another node's pod", node, mustParse(t, "GET", "/api/v1/tenants/acme/pods/p"), theirs, false},
+		{"node reads a missing pod", node, mustParse(t, "GET", "/api/v1/tenants/acme/pods/p"), nil, false},
+		{"node writes its pod's status", node, mustParse(t, "PUT", "/api/v1/tenants/acme/pods/p/status"), mine, true},
+		{"node writes its pod's spec", node, mustParse(t, "PUT", "/api/v1/tenants/acme/pods/p"), mine, false},
+		{"node registers itself", node, mustParse(t, "POST", "/api/v1/nodes"), &api.Node{Metadata: api.ObjectMeta{Name: "n1"}}, true},
+		{"node registers another", node, mustParse(t, "POST", "/api/v1/nodes"), &api.Node{Metadata: api.ObjectMeta{Name: "n2"}}, false},
+		{"tenant admin makes an edit token", acmeAdmin, mustParse(t, "POST", "/api/v1/tokens"), &api.Token{Spec: api.TokenSpec{Role: api.RoleEdit, Tenant: "acme"}}, true},
+		{"tenant admin makes a cluster-admin token", acmeAdmin, mustParse(t, "POST", "/api/v1/tokens"), &api.Token{Spec: api.TokenSpec{Role: api.RoleClusterAdmin}}, false},
+		{"tenant admin makes a node token", acmeAdmin, mustParse(t, "POST", "/api/v1/tokens"), &api.Token{Spec: api.TokenSpec{Role: api.RoleNode, Node: "n1"}}, false},
+		{"tenant admin makes another tenant's token", acmeAdmin, mustParse(t, "POST", "/api/v1/tokens"), &api.Token{Spec: api.TokenSpec{Role: api.RoleView, Tenant: "other"}}, false},
+		{"tenant admin deletes a missing token", acmeAdmin, mustParse(t, "DELETE", "/api/v1/tokens/x"), nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !needsObjectCheck(tc.user, tc.req) {
+				t.Fatalf("needsObjectCheck = false for %s", tc.req.describe())
+			}
+			err := authorizeObject(tc.user, tc.req, tc.obj)
+			if tc.allow && err != nil {
+				t.Errorf("authorizeObject = %v, want allowed", err)
+			}
+			if !tc.allow && !errors.Is(err, errdefs.ErrPermissionDenied) {
+				t.Errorf("authorizeObject = %v, want permission denied", err)
+			}
+		})
+	}
+}

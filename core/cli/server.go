@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/paddock-dev/paddock/core/server"
+	"github.com/paddock-dev/paddock/core/store"
+	"github.com/spf13/cobra"
+)
+
+// defaultDataDir is /var/lib/paddock for root and ~/.paddock/data for
+// others.
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/paddock"
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".paddock", "data")
+}
+
+type serverFlags struct {
+	cfg       server.Config
+	logFormat string
+	logLevel  string
+}
+
+func (f *serverFlags) register(cmd *cobra.Command, listen string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.cfg.DataDir, "data-dir", defaultDataDir(), "directory for etcd data, TLS material, admin.conf and the audit log")
+	fl.StringVar(&f.cfg.Listen, "listen", listen, "address the API server listens on (HOST:PORT)")
+	fl.StringSliceVar(&f.cfg.EtcdEndpoints, "etcd-endpoints", nil, "use this external etcd cluster instead of the embedded one (comma-separated URLs)")
+	fl.StringVar(&f.cfg.EtcdCAFile, "etcd-cafile", "", "CA bundle to verify the external etcd's certificates")
+	fl.StringVar(&f.cfg.EtcdCertFile, "etcd-certfile", "", "client certificate for the external etcd")
+	fl.StringVar(&f.cfg.EtcdKeyFile, "etcd-keyfile", "", "client key for the external etcd")
+	fl.StringVar(&f.cfg.EtcdClientURL, "etcd-client-url", "", "also serve the embedded etcd's client API on this loopback URL (e.g. http://127.0.0.1:2379)")
+	fl.StringSliceVar(&f.cfg.TLSSANs, "tls-san", nil, "extra host names or IPs for the serving certificate")
+	fl.StringVar(&f.cfg.AuditLog, "audit-log", "", `audit log path ("" = DATA_DIR/audit.log, "-" = stdout, "off")`)
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane (API server on embedded or external etcd)",
+		Long: `Run the control plane: the API server on an embedded etcd in --data-dir, or on
+an external etcd cluster with --etcd-endpoints. On first start it makes a CA
+and serving certificate and writes DATA_DIR/admin.conf, a client config with
+a cluster-admin token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(g.errOut, f.logFormat, f.logLevel)
+			if err != nil {
+				return err
+			}
+			f.cfg.Log, f.cfg.Version = log, Version
+			return server.Run(cmd.Context(), f.cfg)
+		},
+	}
+	f.register(cmd, ":6443")
+	return cmd
+}
+
+func newUpCmd(g *globals) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run an all-in-one cluster on this machine",
+		Long: `Run an all-in-one cluster on this machine: the control plane on an embedded
+etcd (and, as Paddock grows, a node agent with its plugins). It writes
+DATA_DIR/admin.conf and points ~/.paddock/config at it when that is free, so
+client commands work right away.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(g.errOut, f.logFormat, f.logLevel)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			fmt.Fprintf(g.out, "• starting Paddock %s in %s\n", Version, f.cfg.DataDir)
+			f.cfg.Log, f.cfg.Version = log, Version
+			f.cfg.Ready = func(adminConf string) {
+				fmt.Fprintf(g.out, "✓ etcd and API server ready on %s (%.1fs)\n", f.cfg.Listen, time.Since(start).Seconds())
+				fmt.Fprintf(g.out, "✓ cluster-admin config: %s\n", adminConf)
+				if link := linkUserConfig(adminConf); link != "" {
+					fmt.Fprintf(g.out, "✓ %s points at it\n", link)
+				} else {
+					fmt.Fprintf(g.out, "  use it with: export PADDOCK_CONFIG=%s\n", adminConf)
+				}
+				fmt.Fprintf(g.out, "\nNext:\n  paddock tenant create demo --quota pods=10,cpu=4,memory=8Gi\n  paddock get tenants\n\nPress Ctrl-C to stop.\n")
+			}
+			return server.Run(cmd.Context(), f.cfg)
+		},
+	}
+	f.register(cmd, "127.0.0.1:6443")
+	return cmd
+}
+
+// linkUserConfig makes ~/.paddock/config a symlink to adminConf unless the
+// user has a config of their own there. It returns the link's path, or ""
+// when it left things alone.
+func linkUserConfig(adminConf string) string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	link := filepath.Join(home, ".paddock", "config")
+	abs, err := filepath.Abs(adminConf)
+	if err != nil {
+		return ""
+	}
+	if cur, err := os.Readlink(link); err == nil {
+		if cur == abs {
+			return link
+		}
+		return ""
+	}
+	if _, err := os.Lstat(link); err == nil {
+		return "" // a real file: the user's own
+	}
+	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+		return ""
+	}
+	if err := os.Symlink(abs, link); err != nil {
+		return ""
+	}
+	return link
+}
+
+func newEtcdCmd(g *globals) *cobra.Command {
+	etcd := &cobra.Command{Use: "etcd", Short: "Operate the cluster's etcd: snapshots and compaction"}
+	snap := &cobra.Command{Use: "snapshot", Short: "Save or restore etcd snapshots"}
+	save := &cobra.Command{
+		Use:   "save FILE",
+		Short: "Save a snapshot of the cluster's etcd through the API server (cluster admins)",
+		Args:  exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := g.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/etcd/snapshot", nil, nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			tmp := args[0] + ".part"
+			f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(tmp)
+				return fmt.Errorf("snapshot stream broke after %d bytes: %w", n, err)
+			}
+			if n == 0 {
+				os.Remove(tmp)
+				return fmt.Errorf("the server sent an empty snapshot")
+			}
+			if err := os.Rename(tmp, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "saved snapshot %s (%d bytes)\n", args[0], n)
+			return nil
+		},
+	}
+	var restoreDir string
+	restore := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Restore a snapshot into a data directory (the server must be stopped)",
+		Long: `Restore a snapshot into DATA_DIR/etcd, for the embedded etcd. Stop the server
+first and move the old DATA_DIR/etcd away; then start the server on the same
+--data-dir.`,
+		Args: exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := filepath.Join(restoreDir, "etcd")
+			if err := store.RestoreSnapshot(args[0], dir, store.DefaultMemberName, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "restored %s into %s; start the server with --data-dir %s\n", args[0], dir, restoreDir)
+			return nil
+		},
+	}
+	restore.Flags().StringVar(&restoreDir, "data-dir", defaultDataDir(), "the server's data directory")
+	var rev int64
+	compact := &cobra.Command{
+		Use:   "compact",
+		Short: "Discard etcd history before a revision (default: the current one)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := g.client()
+			if err != nil {
+				return err
+			}
+			q := map[string][]string{}
+			if rev > 0 {
+				q["revision"] = []string{fmt.Sprint(rev)}
+			}
+			resp, err := c.Do(cmd.Context(), http.MethodPost, "/api/v1/etcd/compact", q, []byte("{}"))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			fmt.Fprintf(g.out, "compacted: %s\n", strings.TrimSpace(string(b)))
+			return nil
+		},
+	}
+	compact.Flags().Int64Var(&rev, "revision", 0, "compact up to this revision (0 = current)")
+	snap.AddCommand(save, restore)
+	etcd.AddCommand(snap, compact)
+	return etcd
+}
+
+// exactArgs is cobra.ExactArgs with a message naming what is missing.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return fmt.Errorf("%s takes %s (got %d arguments); see %s --help", cmd.CommandPath(), strings.Join(names, " "), len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
