@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -523,7 +523,7 @@ func DecodeStored(k *Kind, data []byte) (Object, error) {
 func DecodeList(k *Kind, data []byte) (*List, error) {
 	var raw struct {
 		TypeMeta `json:",inline"`
-		Metadata ListMeta         `json:"metadata"`
+		Metadata ListMeta          `json:"metadata"`
 		Items    []json.RawMessage `json:"items"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {

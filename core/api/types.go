@@ -161,11 +161,11 @@ type Taint struct {
 
 // NodeStatus is what the node agent reports.
 type NodeStatus struct {
-	Capacity    ResourceList    `json:"capacity,omitempty"`
-	Allocatable ResourceList    `json:"allocatable,omitempty"`
-	Conditions  []Condition     `json:"conditions,omitempty"`
-	Addresses   []NodeAddress   `json:"addresses,omitempty"`
-	NodeInfo    NodeSystemInfo  `json:"nodeInfo,omitzero"`
+	Capacity    ResourceList   `json:"capacity,omitempty"`
+	Allocatable ResourceList   `json:"allocatable,omitempty"`
+	Conditions  []Condition    `json:"conditions,omitempty"`
+	Addresses   []NodeAddress  `json:"addresses,omitempty"`
+	NodeInfo    NodeSystemInfo `json:"nodeInfo,omitzero"`
 	// RuntimeClasses lists the runtime classes this node's plugins offer.
 	RuntimeClasses []string `json:"runtimeClasses,omitempty"`
 }

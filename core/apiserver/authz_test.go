@@ -52,8 +52,8 @@ func TestParseRequest(t *testing.T) {
 		class          error
 	}{
 		{"GET", "/api/v1/podz", errdefs.ErrNotFound},
-		{"GET", "/api/v1/pods/web", errdefs.ErrNotFound},                   // tenant-scoped needs a tenant
-		{"GET", "/api/v1/tenants/acme/nodes", errdefs.ErrNotFound},         // cluster-scoped under a tenant
+		{"GET", "/api/v1/pods/web", errdefs.ErrNotFound},                    // tenant-scoped needs a tenant
+		{"GET", "/api/v1/tenants/acme/nodes", errdefs.ErrNotFound},          // cluster-scoped under a tenant
 		{"GET", "/api/v1/tenants/acme/pods/web/log/x", errdefs.ErrNotFound}, // too deep
 		{"GET", "/api/v1/tenants/acme/configmaps/x/status", errdefs.ErrNotFound},
 		{"PATCH", "/api/v1/tenants/acme/pods/web", errdefs.ErrMethodNotAllowed},

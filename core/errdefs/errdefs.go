@@ -17,22 +17,22 @@ import (
 
 // The error classes. Each maps to exactly one HTTP status.
 var (
-	ErrBadRequest        = errors.New("bad request")         // 400: malformed input, unknown kind or field
-	ErrUnauthenticated   = errors.New("unauthenticated")     // 401
-	ErrPermissionDenied  = errors.New("permission denied")   // 403
-	ErrNotFound          = errors.New("not found")           // 404
-	ErrMethodNotAllowed  = errors.New("method not allowed")  // 405
-	ErrAlreadyExists     = errors.New("already exists")      // 409 reason AlreadyExists
-	ErrConflict          = errors.New("conflict")            // 409 reason Conflict: stale resourceVersion
-	ErrGone              = errors.New("gone")                // 410: revision compacted, continue token expired
-	ErrTooLarge          = errors.New("request too large")   // 413
-	ErrInvalidArgument   = errors.New("invalid")             // 422: failed validation
-	ErrResourceExhausted = errors.New("quota exceeded")      // 403 reason QuotaExceeded
-	ErrTooManyRequests   = errors.New("too many requests")   // 429
-	ErrUnavailable       = errors.New("unavailable")         // 503
-	ErrNotImplemented    = errors.New("not implemented")     // 501
+	ErrBadRequest         = errors.New("bad request")         // 400: malformed input, unknown kind or field
+	ErrUnauthenticated    = errors.New("unauthenticated")     // 401
+	ErrPermissionDenied   = errors.New("permission denied")   // 403
+	ErrNotFound           = errors.New("not found")           // 404
+	ErrMethodNotAllowed   = errors.New("method not allowed")  // 405
+	ErrAlreadyExists      = errors.New("already exists")      // 409 reason AlreadyExists
+	ErrConflict           = errors.New("conflict")            // 409 reason Conflict: stale resourceVersion
+	ErrGone               = errors.New("gone")                // 410: revision compacted, continue token expired
+	ErrTooLarge           = errors.New("request too large")   // 413
+	ErrInvalidArgument    = errors.New("invalid")             // 422: failed validation
+	ErrResourceExhausted  = errors.New("quota exceeded")      // 403 reason QuotaExceeded
+	ErrTooManyRequests    = errors.New("too many requests")   // 429
+	ErrUnavailable        = errors.New("unavailable")         // 503
+	ErrNotImplemented     = errors.New("not implemented")     // 501
 	ErrFailedPrecondition = errors.New("failed precondition") // 412
-	ErrInternal          = errors.New("internal error")      // 500
+	ErrInternal           = errors.New("internal error")      // 500
 )
 
 // classes lists every class with its HTTP status and API reason, most

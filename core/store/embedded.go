@@ -54,10 +54,10 @@ const (
 // Raft timing of the embedded member. A single member has no peer to hear
 // heartbeats from and elects itself as soon as its election timer fires
 // (etcd fast-forwards all but one election tick), so short ticks only make
-// startup faster; they cost a 50 Hz timer.
+// startup faster; they cost a 100 Hz timer.
 const (
-	embeddedTickMs     = 20
-	embeddedElectionMs = 200
+	embeddedTickMs     = 10
+	embeddedElectionMs = 100
 )
 
 // EmbeddedConfig configures an etcd member that runs inside the Paddock process.

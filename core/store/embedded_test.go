@@ -17,25 +17,25 @@ import (
 	"go.uber.org/zap"
 )
 
-// testLogger returns a logger that writes etcd's warnings and errors to the
+// etcdTestLogger returns a logger that writes etcd's warnings and errors to the
 // test log, so a failing test shows why etcd failed.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+func etcdTestLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t *testing.T }
+type testLogWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) {
+func (w testLogWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
 
-// startEmbedded starts a member on dir and closes it when the test ends.
-func startEmbedded(t *testing.T, cfg EmbeddedConfig) *Embedded {
+// startTestMember starts a member on dir and closes it when the test ends.
+func startTestMember(t *testing.T, cfg EmbeddedConfig) *Embedded {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = etcdTestLogger(t)
 	}
 	start := time.Now()
 	e, err := StartEmbedded(t.Context(), cfg)
@@ -51,14 +51,14 @@ func startEmbedded(t *testing.T, cfg EmbeddedConfig) *Embedded {
 	return e
 }
 
-func put(t *testing.T, cli *clientv3.Client, key, val string) {
+func etcdPut(t *testing.T, cli *clientv3.Client, key, val string) {
 	t.Helper()
 	if _, err := cli.Put(t.Context(), key, val); err != nil {
 		t.Fatalf("Put(%q) = %v", key, err)
 	}
 }
 
-func get(t *testing.T, cli *clientv3.Client, key string) (string, bool) {
+func etcdGet(t *testing.T, cli *clientv3.Client, key string) (string, bool) {
 	t.Helper()
 	resp, err := cli.Get(t.Context(), key)
 	if err != nil {
@@ -73,9 +73,9 @@ func get(t *testing.T, cli *clientv3.Client, key string) (string, bool) {
 func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etcd")
 
-	e := startEmbedded(t, EmbeddedConfig{Dir: dir})
-	put(t, e.Client(), "/paddock/tenants/a", "alpha")
-	if got, ok := get(t, e.Client(), "/paddock/tenants/a"); !ok || got != "alpha" {
+	e := startTestMember(t, EmbeddedConfig{Dir: dir})
+	etcdPut(t, e.Client(), "/paddock/tenants/a", "alpha")
+	if got, ok := etcdGet(t, e.Client(), "/paddock/tenants/a"); !ok || got != "alpha" {
 		t.Fatalf("Get after Put = %q, %v; want %q", got, ok, "alpha")
 	}
 	if e.ClientURL() != "" {
@@ -88,8 +88,8 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 		t.Fatalf("second Close() = %v, want nil (idempotent)", err)
 	}
 
-	e2 := startEmbedded(t, EmbeddedConfig{Dir: dir})
-	if got, ok := get(t, e2.Client(), "/paddock/tenants/a"); !ok || got != "alpha" {
+	e2 := startTestMember(t, EmbeddedConfig{Dir: dir})
+	if got, ok := etcdGet(t, e2.Client(), "/paddock/tenants/a"); !ok || got != "alpha" {
 		t.Fatalf("Get after restart = %q, %v; want %q", got, ok, "alpha")
 	}
 }
@@ -104,7 +104,7 @@ func TestEmbeddedTwoMembersConcurrently(t *testing.T) {
 			members[i], errs[i] = StartEmbedded(t.Context(), EmbeddedConfig{
 				Dir:    filepath.Join(root, fmt.Sprint("m", i)),
 				Name:   fmt.Sprint("member", i),
-				Logger: testLogger(t),
+				Logger: etcdTestLogger(t),
 			})
 		})
 	}
@@ -116,10 +116,10 @@ func TestEmbeddedTwoMembersConcurrently(t *testing.T) {
 		t.Cleanup(func() { m.Close() })
 	}
 	for i, m := range members {
-		put(t, m.Client(), "/who", fmt.Sprint("member", i))
+		etcdPut(t, m.Client(), "/who", fmt.Sprint("member", i))
 	}
 	for i, m := range members {
-		if got, _ := get(t, m.Client(), "/who"); got != fmt.Sprint("member", i) {
+		if got, _ := etcdGet(t, m.Client(), "/who"); got != fmt.Sprint("member", i) {
 			t.Errorf("member %d: Get(/who) = %q, want %q: members share data", i, got, fmt.Sprint("member", i))
 		}
 	}
@@ -127,8 +127,8 @@ func TestEmbeddedTwoMembersConcurrently(t *testing.T) {
 
 func TestEmbeddedSameDirRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etcd")
-	startEmbedded(t, EmbeddedConfig{Dir: dir})
-	_, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir, Logger: testLogger(t)})
+	startTestMember(t, EmbeddedConfig{Dir: dir})
+	_, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir, Logger: etcdTestLogger(t)})
 	if err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second StartEmbedded on one dir = %v, want an \"in use\" error", err)
 	}
@@ -138,7 +138,7 @@ func TestEmbeddedCancelledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	start := time.Now()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), Logger: testLogger(t)})
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), Logger: etcdTestLogger(t)})
 	if err == nil {
 		e.Close()
 		t.Fatal("StartEmbedded(cancelled ctx) = nil error, want context.Canceled")
@@ -161,7 +161,7 @@ func TestEmbeddedCancelledWhileStarting(t *testing.T) {
 		dir := filepath.Join(root, fmt.Sprint(i))
 		after := time.Duration(i) * 3 * time.Millisecond
 		ctx, cancel := context.WithTimeout(t.Context(), after)
-		e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: testLogger(t)})
+		e, err := StartEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: etcdTestLogger(t)})
 		cancel()
 		switch {
 		case err == nil:
@@ -171,12 +171,12 @@ func TestEmbeddedCancelledWhileStarting(t *testing.T) {
 		}
 
 		ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
-		e, err = StartEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: testLogger(t)})
+		e, err = StartEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: etcdTestLogger(t)})
 		cancel()
 		if err != nil {
 			t.Fatalf("restart after a first start cancelled after %v = %v", after, err)
 		}
-		put(t, e.Client(), "/k", "v")
+		etcdPut(t, e.Client(), "/k", "v")
 		e.Close()
 	}
 }
@@ -194,8 +194,8 @@ func TestEmbeddedDiscardsInterruptedBootstrap(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, embeddedBootstrapMarker), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := startEmbedded(t, EmbeddedConfig{Dir: dir})
-	put(t, e.Client(), "/k", "v")
+	e := startTestMember(t, EmbeddedConfig{Dir: dir})
+	etcdPut(t, e.Client(), "/k", "v")
 	if _, err := os.Stat(filepath.Join(dir, embeddedBootstrapMarker)); !os.IsNotExist(err) {
 		t.Errorf("bootstrap marker still present after a successful start (stat: %v)", err)
 	}
@@ -203,7 +203,7 @@ func TestEmbeddedDiscardsInterruptedBootstrap(t *testing.T) {
 
 func TestEmbeddedCreatesPrivateDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "etcd")
-	startEmbedded(t, EmbeddedConfig{Dir: dir})
+	startTestMember(t, EmbeddedConfig{Dir: dir})
 	fi, err := os.Stat(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -214,11 +214,11 @@ func TestEmbeddedCreatesPrivateDir(t *testing.T) {
 }
 
 func TestEmbeddedClientURL(t *testing.T) {
-	e := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "etcd"), ClientURL: "http://127.0.0.1:0"})
+	e := startTestMember(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "etcd"), ClientURL: "http://127.0.0.1:0"})
 	if !strings.HasPrefix(e.ClientURL(), "http://127.0.0.1:") || strings.HasSuffix(e.ClientURL(), ":0") {
 		t.Fatalf("ClientURL() = %q, want http://127.0.0.1:<picked port>", e.ClientURL())
 	}
-	put(t, e.Client(), "/from/inside", "1")
+	etcdPut(t, e.Client(), "/from/inside", "1")
 
 	ext, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{e.ClientURL()},
@@ -241,7 +241,7 @@ func TestEmbeddedClientURL(t *testing.T) {
 	if _, err := ext.Put(ctx, "/from/outside", "2"); err != nil {
 		t.Fatalf("external Put = %v", err)
 	}
-	if got, _ := get(t, e.Client(), "/from/outside"); got != "2" {
+	if got, _ := etcdGet(t, e.Client(), "/from/outside"); got != "2" {
 		t.Errorf("in-process Get of an external Put = %q, want %q", got, "2")
 	}
 }
@@ -279,7 +279,7 @@ func TestEmbeddedConfigErrors(t *testing.T) {
 func TestEmbeddedLogsWarnings(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
-	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
+	logger := slog.New(slog.NewJSONHandler(lockedBuffer{&mu, &buf}, nil))
 	lg := newZapLogger(logger, nil).Named("raft").With(zap.String("member", "m1"))
 	lg.Info("chatter")
 	lg.Warn("slow disk", zap.Duration("took", time.Second))
@@ -297,12 +297,12 @@ func TestEmbeddedLogsWarnings(t *testing.T) {
 	}
 }
 
-type lockedWriter struct {
+type lockedBuffer struct {
 	mu *sync.Mutex
 	w  *bytes.Buffer
 }
 
-func (w lockedWriter) Write(p []byte) (int, error) {
+func (w lockedBuffer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)

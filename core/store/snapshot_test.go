@@ -33,7 +33,7 @@ func saveSnapshotFile(t *testing.T, cli *clientv3.Client) string {
 	return path
 }
 
-func keys(t *testing.T, cli *clientv3.Client, prefix string) []string {
+func etcdKeys(t *testing.T, cli *clientv3.Client, prefix string) []string {
 	t.Helper()
 	resp, err := cli.Get(t.Context(), prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
@@ -47,32 +47,32 @@ func keys(t *testing.T, cli *clientv3.Client, prefix string) []string {
 }
 
 func TestSnapshotSaveRestore(t *testing.T) {
-	src := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
-	put(t, src.Client(), "/paddock/tenants/a", "1")
-	put(t, src.Client(), "/paddock/tenants/b", "2")
+	src := startTestMember(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
+	etcdPut(t, src.Client(), "/paddock/tenants/a", "1")
+	etcdPut(t, src.Client(), "/paddock/tenants/b", "2")
 	snap := saveSnapshotFile(t, src.Client())
-	put(t, src.Client(), "/paddock/tenants/c", "3")
+	etcdPut(t, src.Client(), "/paddock/tenants/c", "3")
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := RestoreSnapshot(snap, dst, "restored", testLogger(t)); err != nil {
+	if err := RestoreSnapshot(snap, dst, "restored", etcdTestLogger(t)); err != nil {
 		t.Fatalf("RestoreSnapshot() = %v", err)
 	}
-	e := startEmbedded(t, EmbeddedConfig{Dir: dst, Name: "restored"})
-	got := keys(t, e.Client(), "/paddock/")
+	e := startTestMember(t, EmbeddedConfig{Dir: dst, Name: "restored"})
+	got := etcdKeys(t, e.Client(), "/paddock/")
 	want := []string{"/paddock/tenants/a", "/paddock/tenants/b"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("keys after restore = %q, want %q", got, want)
 	}
-	if v, _ := get(t, e.Client(), "/paddock/tenants/b"); v != "2" {
+	if v, _ := etcdGet(t, e.Client(), "/paddock/tenants/b"); v != "2" {
 		t.Errorf("value of b after restore = %q, want %q", v, "2")
 	}
 	// The restored member takes writes.
-	put(t, e.Client(), "/paddock/tenants/d", "4")
+	etcdPut(t, e.Client(), "/paddock/tenants/d", "4")
 }
 
 func TestRestoreSnapshotRefusesExistingData(t *testing.T) {
-	src := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
-	put(t, src.Client(), "/k", "v")
+	src := startTestMember(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
+	etcdPut(t, src.Client(), "/k", "v")
 	snap := saveSnapshotFile(t, src.Client())
 
 	// A member is running on the directory.
@@ -94,8 +94,8 @@ func TestRestoreSnapshotRefusesExistingData(t *testing.T) {
 }
 
 func TestRestoreSnapshotOverInterruptedBootstrap(t *testing.T) {
-	src := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
-	put(t, src.Client(), "/k", "v")
+	src := startTestMember(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
+	etcdPut(t, src.Client(), "/k", "v")
 	snap := saveSnapshotFile(t, src.Client())
 
 	// What a first start that died early leaves behind.
@@ -109,16 +109,16 @@ func TestRestoreSnapshotOverInterruptedBootstrap(t *testing.T) {
 	if err := RestoreSnapshot(snap, dst, "", nil); err != nil {
 		t.Fatalf("RestoreSnapshot() over an interrupted first start = %v", err)
 	}
-	e := startEmbedded(t, EmbeddedConfig{Dir: dst})
-	if v, ok := get(t, e.Client(), "/k"); !ok || v != "v" {
+	e := startTestMember(t, EmbeddedConfig{Dir: dst})
+	if v, ok := etcdGet(t, e.Client(), "/k"); !ok || v != "v" {
 		t.Errorf("Get(/k) after restore = %q, %v; want %q (restored data discarded?)", v, ok, "v")
 	}
 }
 
 func TestRestoreSnapshotDamagedFile(t *testing.T) {
-	src := startEmbedded(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
+	src := startTestMember(t, EmbeddedConfig{Dir: filepath.Join(t.TempDir(), "src")})
 	for i := range 50 {
-		put(t, src.Client(), "/k/"+strings.Repeat("x", i), strings.Repeat("v", 100))
+		etcdPut(t, src.Client(), "/k/"+strings.Repeat("x", i), strings.Repeat("v", 100))
 	}
 	snap := saveSnapshotFile(t, src.Client())
 	good, err := os.ReadFile(snap)

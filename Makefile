@@ -1,0 +1,74 @@
+# Paddock's build. `make` (or `make help`) lists the targets.
+
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS ?= -buildvcs=false
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+# Arguments passed through to programs the targets run.
+UP_ARGS ?=
+BENCH_ARGS ?=
+# How long `make fuzz` runs each fuzz target, and where it looks for them.
+FUZZTIME ?= 20s
+FUZZPKGS ?= ./...
+# Test binaries run in parallel: the machines have 2 cores.
+TEST_PARALLEL ?= 2
+
+# Lists, NUL-separated, the Go files that gofmt checks: everything but build
+# output, testdata and hidden directories.
+FIND_GOFILES = find . -name '*.go' -not -path './bin/*' -not -path '*/testdata/*' -not -path '*/.*' -print0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## Install the Debian packages and check the Go toolchain the build needs
+	@hack/deps.sh
+
+.PHONY: build
+build: deps ## Build every command under cmd/ into bin/
+	@mkdir -p bin
+	go build -o bin/ ./cmd/...
+
+.PHONY: up
+up: build ## Run an all-in-one cluster on this machine (bin/paddock up $(UP_ARGS))
+	bin/paddock up $(UP_ARGS)
+
+.PHONY: test
+test: deps build verify ## Verify, then run every test (CI=true turns skips for missing prerequisites into failures)
+	CI=$${CI:-} go test -count=1 -timeout 20m -p $(TEST_PARALLEL) ./...
+
+.PHONY: verify
+verify: ## Check formatting, go vet and the module checksums
+	@unformatted=$$($(FIND_GOFILES) | xargs -0 -r gofmt -l); \
+	if [[ -n "$$unformatted" ]]; then \
+		echo "gofmt needed (run make fmt):"; echo "$$unformatted"; exit 1; \
+	fi
+	go vet ./...
+	go mod verify
+
+.PHONY: fmt
+fmt: ## Format all Go files in place
+	$(FIND_GOFILES) | xargs -0 -r gofmt -w
+
+.PHONY: fuzz
+fuzz: ## Run every Fuzz* target (in FUZZPKGS, default all) for FUZZTIME (default 20s) each
+	@targets=$$(go test -list '^Fuzz' $(FUZZPKGS) | awk '/^Fuzz/ {names[n++] = $$1; next} /^ok/ {for (i = 0; i < n; i++) print $$2 " " names[i]; n = 0}'); \
+	if [[ -z "$$targets" ]]; then echo "no fuzz targets"; exit 0; fi; \
+	while read -r pkg name; do \
+		echo "fuzz: $$pkg $$name for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done <<< "$$targets"
+
+.PHONY: bench
+bench: build ## Run the benchmarks against the raw floors (bin/paddock-bench $(BENCH_ARGS))
+	bin/paddock-bench $(BENCH_ARGS)
+
+.PHONY: clean
+clean: ## Remove build output and the test cache
+	rm -rf bin
+	go clean -testcache
