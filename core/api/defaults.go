@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"reflect"
 )
@@ -214,4 +215,53 @@ func jsonEqual(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// KeepAssigned copies into obj, a manifest about to replace cur, the fields
+// the control plane filled in when cur was created and the manifest leaves
+// empty: a pod's node, runtime class and tenant node selector, a service's
+// cluster IP and node ports. Without them the replacement would read as a
+// change of fields that may not change. The API server calls it on every
+// update, as Kubernetes keeps a service's cluster IP.
+func KeepAssigned(obj, cur Object) {
+	switch o := obj.(type) {
+	case *Pod:
+		was, ok := cur.(*Pod)
+		if !ok {
+			return
+		}
+		if o.Spec.NodeName == "" {
+			o.Spec.NodeName = was.Spec.NodeName
+		}
+		if o.Spec.RuntimeClassName == "" {
+			o.Spec.RuntimeClassName = was.Spec.RuntimeClassName
+		}
+		for k, v := range was.Spec.NodeSelector {
+			if _, set := o.Spec.NodeSelector[k]; !set {
+				if o.Spec.NodeSelector == nil {
+					o.Spec.NodeSelector = map[string]string{}
+				}
+				o.Spec.NodeSelector[k] = v
+			}
+		}
+	case *Service:
+		was, ok := cur.(*Service)
+		if !ok {
+			return
+		}
+		if o.Spec.ClusterIP == "" {
+			o.Spec.ClusterIP = was.Spec.ClusterIP
+		}
+		for i := range o.Spec.Ports {
+			p := &o.Spec.Ports[i]
+			if p.NodePort != 0 {
+				continue
+			}
+			for _, wp := range was.Spec.Ports {
+				if wp.Port == p.Port && cmp.Or(wp.Protocol, ProtocolTCP) == cmp.Or(p.Protocol, ProtocolTCP) {
+					p.NodePort = wp.NodePort
+				}
+			}
+		}
+	}
 }

@@ -27,7 +27,7 @@ func (s *Server) create(ctx context.Context, u *User, req *Request, obj api.Obje
 	var secret string
 	switch o := obj.(type) {
 	case *api.Token:
-		if u.tenantRole() && o.Spec.Tenant == "" {
+		if u.tenantRole() && o.Spec.Tenant == "" && o.Spec.Role != api.RoleClusterAdmin && o.Spec.Role != api.RoleNode {
 			o.Spec.Tenant = u.Tenant
 		}
 		var id string
@@ -40,14 +40,16 @@ func (s *Server) create(ctx context.Context, u *User, req *Request, obj api.Obje
 		api.ClearStatus(obj)
 	}
 	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp = "", "", 0, nil, nil
-	api.Default(obj)
-	if err := api.Validate(obj); err != nil {
-		return nil, err
-	}
+	// Who may create this object is decided before whether it is valid:
+	// a refusal must not depend on the details of the request.
 	if needsObjectCheck(u, req) {
 		if err := authorizeObject(u, req, obj); err != nil {
 			return nil, err
 		}
+	}
+	api.Default(obj)
+	if err := api.Validate(obj); err != nil {
+		return nil, err
 	}
 	switch o := obj.(type) {
 	case *api.Tenant:
@@ -342,6 +344,7 @@ func (s *Server) merge(ctx context.Context, req *Request, cur, sent api.Object) 
 	nm := next.GetObjectMeta()
 	nm.UID, nm.CreationTimestamp, nm.DeletionTimestamp, nm.Generation = cm.UID, cm.CreationTimestamp, cm.DeletionTimestamp, cm.Generation
 	api.CopyStatus(next, cur)
+	api.KeepAssigned(next, cur)
 	if err := api.ValidateUpdate(next, cur); err != nil {
 		return nil, err
 	}

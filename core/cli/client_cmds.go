@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/paddock-dev/paddock/core/api"
@@ -40,28 +42,35 @@ type resourceArgs struct {
 }
 
 // parseResourceArgs parses the resource arguments of get, describe and
-// delete: either "KIND [NAME...]" or "KIND/NAME..." (kinds may differ).
-// Names of the same kind are gathered in one group; groups keep the order
-// in which their kinds first appear.
+// delete: either "KIND[,KIND...] [NAME...]" or "KIND/NAME..." (kinds may
+// differ). Names of the same kind are gathered in one group; groups keep
+// the order in which their kinds first appear.
 func parseResourceArgs(args []string) ([]resourceArgs, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("want a resource type, one of %s (e.g. pods, or pod/NAME)", api.KindNames())
 	}
 	if !strings.Contains(args[0], "/") {
-		k, err := kindArg(args[0])
-		if err != nil {
-			return nil, err
-		}
 		names := args[1:]
 		for _, n := range names {
 			if n == "" {
-				return nil, fmt.Errorf("empty %s name", k.Singular)
+				return nil, errors.New("empty NAME argument")
 			}
 			if strings.Contains(n, "/") {
 				return nil, fmt.Errorf("%q: a NAME after the resource type cannot contain \"/\"; give either KIND NAME... or KIND/NAME...", n)
 			}
 		}
-		return []resourceArgs{{kind: k, names: names}}, nil
+		var groups []resourceArgs
+		for _, kn := range strings.Split(args[0], ",") {
+			k, err := kindArg(kn)
+			if err != nil {
+				return nil, err
+			}
+			if slices.ContainsFunc(groups, func(g resourceArgs) bool { return g.kind == k }) {
+				continue
+			}
+			groups = append(groups, resourceArgs{kind: k, names: names})
+		}
+		return groups, nil
 	}
 	var groups []resourceArgs
 	for _, a := range args {
@@ -126,18 +135,51 @@ func objectRef(k *api.Kind, name string) string {
 }
 
 // errorSink gathers the errors of a command that goes on after a failure
-// (get and delete of several names): it prints every error but the last
-// to w, and the command returns the last, which Main prints.
+// (get, describe and delete of several names). It prints an error at once
+// unless it is the last operation's, which the command returns for Main to
+// print; when only earlier operations failed, err summarizes them.
 type errorSink struct {
-	w    io.Writer
-	last error
+	w       io.Writer
+	pending int // operations not yet done
+	failed  int
+	last    error
 }
 
-func (s *errorSink) add(err error) {
-	if s.last != nil {
-		fmt.Fprintln(s.w, FormatError(s.last))
+func newErrorSink(w io.Writer, ops int) *errorSink {
+	return &errorSink{w: w, pending: ops}
+}
+
+// done records the outcome of one operation.
+func (s *errorSink) done(err error) {
+	s.pending--
+	if err == nil {
+		return
 	}
-	s.last = err
+	s.failed++
+	if s.pending <= 0 {
+		s.last = err
+		return
+	}
+	fmt.Fprintln(s.w, FormatError(err))
 }
 
-func (s *errorSink) err() error { return s.last }
+func (s *errorSink) err() error {
+	switch {
+	case s.last != nil:
+		return s.last
+	case s.failed == 1:
+		return errors.New("one of the objects failed: see the error above")
+	case s.failed > 1:
+		return fmt.Errorf("%d of the objects failed: see the errors above", s.failed)
+	}
+	return nil
+}
+
+// countNames returns how many names groups hold.
+func countNames(groups []resourceArgs) int {
+	n := 0
+	for _, gr := range groups {
+		n += len(gr.names)
+	}
+	return n
+}

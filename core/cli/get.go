@@ -83,10 +83,10 @@ func parseGetRequest(o *getOptions, args []string) (*getRequest, error) {
 		return nil, fmt.Errorf("--chunk-size %d: want 0 (no paging) or more", o.chunkSize)
 	}
 	if _, err := api.ParseSelector(o.selector); err != nil {
-		return nil, fmt.Errorf("--selector: %w", err)
+		return nil, fmt.Errorf("--selector: %v", err)
 	}
 	if _, err := api.ParseFieldSelector(o.fieldSelector); err != nil {
-		return nil, fmt.Errorf("--field-selector: %w", err)
+		return nil, fmt.Errorf("--field-selector: %v", err)
 	}
 	named := false
 	for _, gr := range groups {
@@ -118,11 +118,11 @@ func (g *globals) runGet(ctx context.Context, o *getOptions, args []string) erro
 	if o.watch {
 		return g.watch(ctx, c, cfg, req)
 	}
-	errs := errorSink{w: g.errOut}
+	errs := newErrorSink(g.errOut, countNames(req.groups))
 	var docs []api.Object // for -o json and yaml
 	single := len(req.groups) == 1 && len(req.groups[0].names) == 1
 	for i, gr := range req.groups {
-		objs, all, err := g.fetch(ctx, c, cfg, req, gr, &errs)
+		objs, all, err := g.fetch(ctx, c, cfg, req, gr, errs)
 		if err != nil {
 			return err
 		}
@@ -187,14 +187,13 @@ func (g *globals) fetch(ctx context.Context, c *client.Client, cfg *client.Confi
 	}
 	for _, name := range gr.names {
 		o, err := c.Get(ctx, gr.kind, tenant, name)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, false, err
-			}
-			errs.add(err)
-			continue
+		if err != nil && ctx.Err() != nil {
+			return nil, false, err
 		}
-		objs = append(objs, o)
+		errs.done(err)
+		if err == nil {
+			objs = append(objs, o)
+		}
 	}
 	return objs, false, nil
 }
@@ -230,6 +229,13 @@ func (g *globals) watch(ctx context.Context, c *client.Client, cfg *client.Confi
 	list, err := c.ListAll(ctx, k, tenant, lo)
 	if err != nil {
 		return ignoreCanceled(ctx, err)
+	}
+	if len(list.Items) == 0 && len(gr.names) == 1 {
+		msg := fmt.Sprintf("%s %q not found", k.Singular, gr.names[0])
+		if tenant != "" {
+			msg += fmt.Sprintf(" in tenant %q", tenant)
+		}
+		return errdefs.New(errdefs.ErrNotFound, msg)
 	}
 	if err := w.initial(list.Items); err != nil {
 		return err

@@ -170,23 +170,9 @@ var tables = map[string]tableDef{
 	}},
 	"pods": {columns: []column{
 		nameColumn,
-		col("READY", func(p *api.Pod) string {
-			ready := 0
-			for _, cs := range p.Status.ContainerStatuses {
-				if cs.Ready {
-					ready++
-				}
-			}
-			return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
-		}),
+		col("READY", podReady),
 		col("STATUS", podStatus),
-		col("RESTARTS", func(p *api.Pod) string {
-			var n int64
-			for _, cs := range p.Status.ContainerStatuses {
-				n += int64(cs.RestartCount)
-			}
-			return strconv.FormatInt(n, 10)
-		}),
+		col("RESTARTS", podRestarts),
 		ageColumn,
 		wideCol("IP", func(p *api.Pod) string { return orNone(p.Status.PodIP) }),
 		wideCol("NODE", func(p *api.Pod) string { return orNone(p.Spec.NodeName) }),
@@ -274,10 +260,7 @@ func tableFor(k *api.Kind) tableDef {
 // called again with more rows (a watch); later rows keep at least the
 // column widths of earlier ones.
 type tablePrinter struct {
-	kind       *api.Kind
-	wide       bool
-	noHeaders  bool
-	withTenant bool
+	noHeaders bool
 	// now returns the time ages are counted to.
 	now func() time.Time
 
@@ -287,6 +270,9 @@ type tablePrinter struct {
 	headerPrinted bool
 }
 
+// newTablePrinter returns a printer of kind k's table: with the wide
+// columns when wide is set, and a TENANT column first when withTenant is
+// set and k is tenant-scoped.
 func newTablePrinter(k *api.Kind, wide, noHeaders, withTenant bool, now func() time.Time) *tablePrinter {
 	def := tableFor(k)
 	var cols []column
@@ -298,10 +284,7 @@ func newTablePrinter(k *api.Kind, wide, noHeaders, withTenant bool, now func() t
 			cols = append(cols, c)
 		}
 	}
-	return &tablePrinter{
-		kind: k, wide: wide, noHeaders: noHeaders, withTenant: withTenant, now: now,
-		columns: cols, order: def.order,
-	}
+	return &tablePrinter{noHeaders: noHeaders, now: now, columns: cols, order: def.order}
 }
 
 // print writes rows for objs (sorted when the kind has an order), with the
@@ -529,6 +512,26 @@ func nodeStatus(n *api.Node) string {
 		s += ",SchedulingDisabled"
 	}
 	return s
+}
+
+// podReady renders ready/total containers.
+func podReady(p *api.Pod) string {
+	ready := 0
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Ready {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+}
+
+// podRestarts sums the restarts of a pod's containers.
+func podRestarts(p *api.Pod) string {
+	var n int64
+	for _, cs := range p.Status.ContainerStatuses {
+		n += int64(cs.RestartCount)
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // podStatus is kubectl's STATUS of a pod: the phase, overridden by the

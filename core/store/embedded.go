@@ -58,6 +58,8 @@ const (
 const (
 	embeddedTickMs     = 10
 	embeddedElectionMs = 100
+	// watchProgressInterval is how often idle watches get a BOOKMARK.
+	watchProgressInterval = 5 * time.Second
 )
 
 // EmbeddedConfig configures an etcd member that runs inside the Paddock process.
@@ -286,6 +288,9 @@ func (cfg *EmbeddedConfig) etcdConfig(logger *zap.Logger, clientURL *url.URL) (*
 	ecfg.AutoCompactionMode = cfg.AutoCompactionMode
 	ecfg.AutoCompactionRetention = cfg.AutoCompactionRetention
 	ecfg.QuotaBackendBytes = cfg.QuotaBackendBytes
+	// Watches that ask for bookmarks get one this often while idle, so a
+	// client that reconnects resumes from a recent revision.
+	ecfg.WatchProgressNotifyInterval = watchProgressInterval
 	ecfg.Logger = "zap"
 	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
 
