@@ -34,7 +34,7 @@ func (s *Server) routes() http.Handler {
 	}))
 	mux.Handle("GET /api/v1/etcd/snapshot", s.clusterAdminOnly("etcd/snapshot", s.serveSnapshot))
 	mux.Handle("POST /api/v1/etcd/compact", s.clusterAdminOnly("etcd/compact", s.serveCompact))
-	mux.HandleFunc("/api/v1/", s.serveResource)
+	mux.Handle("/api/v1/", s.authenticated("", s.serveResource))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("no such path %q: the API lives under /api/v1/", r.URL.Path)))
 	})
@@ -54,22 +54,30 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 // clusterAdminOnly wraps an operator endpoint: authenticated, cluster-admin
 // only, audited.
 func (s *Server) clusterAdminOnly(resource string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return s.authenticated(resource, func(w http.ResponseWriter, r *http.Request, u *User, _ *auditEntry) error {
+		if u.Role != api.RoleClusterAdmin {
+			return errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("%s may not use %s: cluster admins only", u, resource))
+		}
+		return h(w, r)
+	})
+}
+
+// authenticated wraps a handler with what every authenticated request
+// gets: the bearer token checked, an audit line and metrics. resource
+// names the endpoint in the audit log until the handler knows better; an
+// error the handler returns becomes the Status answer.
+func (s *Server) authenticated(resource string, h func(http.ResponseWriter, *http.Request, *User, *auditEntry) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &recorder{ResponseWriter: w}
 		entry := auditEntry{Verb: strings.ToLower(r.Method), Resource: resource}
 		start := time.Now()
 		defer func() { s.finish(rec, r, &entry, start) }()
 		u, err := s.authn.authenticate(r)
+		if err == nil {
+			entry.user(u)
+			err = h(rec, r, u, &entry)
+		}
 		if err != nil {
-			writeError(rec, err)
-			return
-		}
-		entry.user(u)
-		if u.Role != api.RoleClusterAdmin {
-			writeError(rec, errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("%s may not use %s: cluster admins only", u, resource)))
-			return
-		}
-		if err := h(rec, r); err != nil {
 			writeError(rec, err)
 		}
 	})
@@ -95,31 +103,16 @@ func (s *Server) serveCompact(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveResource is the entry of every /api/v1 resource request.
-func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
-	rec := &recorder{ResponseWriter: w}
-	entry := auditEntry{Verb: strings.ToLower(r.Method)}
-	start := time.Now()
-	defer func() { s.finish(rec, r, &entry, start) }()
-
-	u, err := s.authn.authenticate(r)
-	if err != nil {
-		writeError(rec, err)
-		return
-	}
-	entry.user(u)
+func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, u *User, entry *auditEntry) error {
 	req, err := parseRequest(r)
 	if err != nil {
-		writeError(rec, err)
-		return
+		return err
 	}
 	entry.request(req)
 	if err := authorize(u, req); err != nil {
-		writeError(rec, err)
-		return
+		return err
 	}
-	if err := s.dispatch(rec, r, u, req); err != nil {
-		writeError(rec, err)
-	}
+	return s.dispatch(w, r, u, req)
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, u *User, req *Request) error {

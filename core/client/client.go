@@ -149,6 +149,15 @@ func (c *Client) doObject(ctx context.Context, method, path string, query url.Va
 			return nil, err
 		}
 	}
+	b, err := c.doBody(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	return api.DecodeStored(k, b)
+}
+
+// doBody sends a request and returns the body of a 2xx answer.
+func (c *Client) doBody(ctx context.Context, method, path string, query url.Values, body []byte) ([]byte, error) {
 	resp, err := c.Do(ctx, method, path, query, body)
 	if err != nil {
 		return nil, err
@@ -158,7 +167,7 @@ func (c *Client) doObject(ctx context.Context, method, path string, query url.Va
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the answer: %v", errdefs.ErrUnavailable, err)
 	}
-	return api.DecodeStored(k, b)
+	return b, nil
 }
 
 func kindOf(obj api.Object) (*api.Kind, error) {
@@ -248,14 +257,9 @@ func (o ListOptions) query() url.Values {
 // List reads one page of a kind's objects in a tenant (every tenant when
 // tenant is empty and the caller may see them).
 func (c *Client) List(ctx context.Context, k *api.Kind, tenant string, opts ListOptions) (*api.List, error) {
-	resp, err := c.Do(ctx, http.MethodGet, Path(k, tenant, ""), opts.query(), nil)
+	b, err := c.doBody(ctx, http.MethodGet, Path(k, tenant, ""), opts.query(), nil)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading the answer: %v", errdefs.ErrUnavailable, err)
 	}
 	return api.DecodeList(k, b)
 }

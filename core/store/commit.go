@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/paddock-dev/paddock/core/api"
+	"github.com/paddock-dev/paddock/core/errdefs"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -32,7 +33,8 @@ type Op struct {
 // OpCreate creates obj; it fails if the name is taken.
 func OpCreate(obj api.Object) Op { return Op{typ: opCreate, obj: obj} }
 
-// OpUpdate replaces obj if it is still at the resourceVersion it carries.
+// OpUpdate replaces obj if it is still at the resourceVersion it carries,
+// which it must carry.
 func OpUpdate(obj api.Object) Op { return Op{typ: opUpdate, obj: obj} }
 
 // OpDelete deletes one object; when rv is not zero, only at that revision.
@@ -80,6 +82,12 @@ func (s *Store) Commit(ctx context.Context, ops ...Op) ([]api.Object, error) {
 				if err != nil {
 					return nil, err
 				}
+				if rv == 0 {
+					// Without it the compare below (mod revision 0)
+					// would hold only for a missing key: the update
+					// would create the object.
+					return nil, errdefs.Field(errdefs.ErrInvalidArgument, "metadata.resourceVersion", fmt.Sprintf("required for an update (%s %q)", op.k.Singular, m.Name))
+				}
 				op.rv = rv
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rv))
 			}
@@ -100,6 +108,9 @@ func (s *Store) Commit(ctx context.Context, ops ...Op) ([]api.Object, error) {
 			keys[i] = s.Key(op.k, op.tenant, op.name)
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(keys[i]), ">", 0))
 		case opDeleteAll:
+			if op.k.TenantScoped && op.tenant == "" {
+				return nil, fmt.Errorf("store: deleting every %s needs a tenant; refusing to delete them in all tenants", op.k.Resource)
+			}
 			thens = append(thens, clientv3.OpDelete(s.Prefix(op.k, op.tenant), clientv3.WithPrefix()))
 			continue
 		}

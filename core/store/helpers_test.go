@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -40,7 +41,9 @@ const eventTimeout = 5 * time.Second
 // test's compaction cannot expire another's revisions.
 func newMember(tb testing.TB) (*Embedded, *Store) {
 	tb.Helper()
-	e, err := StartEmbedded(context.Background(), EmbeddedConfig{Dir: tb.TempDir(), Logger: tbLogger(tb)})
+	// A directory of its own: StartEmbedded makes it private (0700).
+	dir := filepath.Join(tb.TempDir(), "etcd")
+	e, err := StartEmbedded(context.Background(), EmbeddedConfig{Dir: dir, Logger: tbLogger(tb)})
 	if err != nil {
 		tb.Fatalf("StartEmbedded() = %v", err)
 	}
@@ -239,10 +242,25 @@ func eventString(ev api.WatchEvent) string {
 // wantEvents reads len(want) events and compares their descriptions.
 func wantEvents(tb testing.TB, ch <-chan api.WatchEvent, want ...string) []api.WatchEvent {
 	tb.Helper()
+	return readEvents(tb, ch, false, want)
+}
+
+// wantEventsSkippingBookmarks is wantEvents for a watch with Bookmarks
+// set, which may get a BOOKMARK between any two events.
+func wantEventsSkippingBookmarks(tb testing.TB, ch <-chan api.WatchEvent, want ...string) []api.WatchEvent {
+	tb.Helper()
+	return readEvents(tb, ch, true, want)
+}
+
+func readEvents(tb testing.TB, ch <-chan api.WatchEvent, skipBookmarks bool, want []string) []api.WatchEvent {
+	tb.Helper()
 	var got []api.WatchEvent
 	var gotS []string
 	for range want {
 		ev := next(tb, ch)
+		for skipBookmarks && ev.Type == api.Bookmark {
+			ev = next(tb, ch)
+		}
 		got = append(got, ev)
 		gotS = append(gotS, eventString(ev))
 	}

@@ -208,22 +208,30 @@ func (s *Store) Update(ctx context.Context, obj api.Object) (api.Object, error) 
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", rv)).
-		Then(clientv3.OpPut(key, string(val))).
-		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
-		Commit()
+	resp, err := s.guardedTxn(ctx, k, m.Tenant, m.Name, clientv3.Compare(clientv3.ModRevision(key), "=", rv), clientv3.OpPut(key, string(val)))
+	if err != nil {
+		return nil, err
+	}
+	m.ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	return obj, nil
+}
+
+// guardedTxn runs op on one object's key if cmp holds, and otherwise
+// reports errdefs.ErrNotFound when the key is missing and
+// errdefs.ErrConflict when it has moved on.
+func (s *Store) guardedTxn(ctx context.Context, k *api.Kind, tenant, name string, cmp clientv3.Cmp, op clientv3.Op) (*clientv3.TxnResponse, error) {
+	key := s.Key(k, tenant, name)
+	resp, err := s.cli.Txn(ctx).If(cmp).Then(op).Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).Commit()
 	if err != nil {
 		return nil, etcdError(err)
 	}
 	if !resp.Succeeded {
 		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
-			return nil, NotFound(k, m.Tenant, m.Name)
+			return nil, NotFound(k, tenant, name)
 		}
-		return nil, conflict(k, m.Name)
+		return nil, conflict(k, name)
 	}
-	m.ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
-	return obj, nil
+	return resp, nil
 }
 
 func conflict(k *api.Kind, name string) error {
@@ -234,14 +242,15 @@ func conflict(k *api.Kind, name string) error {
 // and return cur. Returning an error aborts the update with that error.
 type UpdateFunc func(cur api.Object) (api.Object, error)
 
-// maxUpdateAttempts bounds GuaranteedUpdate's retries under contention.
-const maxUpdateAttempts = 16
-
 // GuaranteedUpdate reads an object, applies fn and writes the result with
 // compare-and-swap, retrying from a fresh read when someone else wrote in
-// between.
+// between. It retries for as long as ctx allows: a conflict means another
+// writer's update of the object succeeded, so contention slows the loop
+// down but cannot make it spin without progress, and a fixed bound would
+// turn a few busy writers into spurious conflicts for callers that sent no
+// resourceVersion.
 func (s *Store) GuaranteedUpdate(ctx context.Context, k *api.Kind, tenant, name string, fn UpdateFunc) (api.Object, error) {
-	for attempt := 0; ; attempt++ {
+	for {
 		cur, err := s.Get(ctx, k, tenant, name)
 		if err != nil {
 			return nil, err
@@ -255,8 +264,8 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, k *api.Kind, tenant, name 
 		m.ResourceVersion = rv
 		m.Name, m.Tenant = name, tenant
 		out, err := s.Update(ctx, next)
-		if errdefs.IsConflict(err) && attempt < maxUpdateAttempts {
-			continue
+		if errdefs.IsConflict(err) {
+			continue // the next Get fails once ctx is done
 		}
 		return out, err
 	}
@@ -273,19 +282,9 @@ func (s *Store) Delete(ctx context.Context, k *api.Kind, tenant, name string, rv
 	} else {
 		cmp = clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 	}
-	resp, err := s.cli.Txn(ctx).
-		If(cmp).
-		Then(clientv3.OpDelete(key, clientv3.WithPrevKV())).
-		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
-		Commit()
+	resp, err := s.guardedTxn(ctx, k, tenant, name, cmp, clientv3.OpDelete(key, clientv3.WithPrevKV()))
 	if err != nil {
-		return nil, etcdError(err)
-	}
-	if !resp.Succeeded {
-		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
-			return nil, NotFound(k, tenant, name)
-		}
-		return nil, conflict(k, name)
+		return nil, err
 	}
 	prev := resp.Responses[0].GetResponseDeleteRange().PrevKvs
 	if len(prev) == 0 {

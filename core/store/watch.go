@@ -62,7 +62,12 @@ func (s *Store) Watch(ctx context.Context, k *api.Kind, tenant string, opts Watc
 	case resp, ok := <-wch:
 		if !ok {
 			cancel()
-			return nil, etcdError(ctx.Err())
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			// The client closed the channel without an answer: it
+			// is closed itself.
+			return nil, errdefs.New(errdefs.ErrUnavailable, "etcd ended the watch before it started: the store's client is closed")
 		}
 		if err := watchRespError(resp); err != nil {
 			cancel()
