@@ -40,7 +40,7 @@ up: build ## Run an all-in-one cluster on this machine (bin/paddock up $(UP_ARGS
 
 .PHONY: test
 test: deps build verify ## Verify, then run every test (CI=true turns skips for missing prerequisites into failures)
-	CI=$${CI:-} go test -count=1 -timeout 20m -p $(TEST_PARALLEL) ./...
+	CI=$${CI:-} PADDOCK_BIN=$(CURDIR)/bin/paddock go test -count=1 -timeout 20m -p $(TEST_PARALLEL) ./...
 
 .PHONY: verify
 verify: ## Check formatting, go vet and the module checksums

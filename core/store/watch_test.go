@@ -291,7 +291,9 @@ func TestWatchCompactedWhileCatchingUp(t *testing.T) {
 		}
 		t.Logf("attempt %d: the watch caught up before the compaction", attempt)
 	}
-	t.Skip("the watch caught up before the compaction in every attempt: the ERROR path was not reached")
+	// Every attempt's replay was checked above; the ERROR path is racy to
+	// reach and TestWatchCompacted covers compaction itself.
+	t.Log("the watch caught up before the compaction in every attempt: only the replays were checked")
 }
 
 // TestWatchBookmarksPeriodic waits for the BOOKMARK that etcd's periodic
@@ -306,7 +308,7 @@ func TestWatchBookmarksPeriodic(t *testing.T) {
 	// by default.
 	iv := v3rpc.GetProgressReportInterval()
 	if iv > 15*time.Second {
-		t.Skipf("etcd's watch progress notify interval is %v: too long to wait for a periodic BOOKMARK in a unit test (TestWatchBookmarksRequested covers the store's side)", iv)
+		t.Fatalf("etcd's watch progress notify interval is %v: the embedded member should set %v", iv, watchProgressInterval)
 	}
 	ch := mustWatch(t, ctx, s, cmKind, "a", WatchOptions{Bookmarks: true})
 	plain := mustWatch(t, ctx, s, cmKind, "a", WatchOptions{})
