@@ -119,6 +119,9 @@ const (
 type WatchEvent struct {
 	Type   EventType `json:"type"`
 	Object Object    `json:"object"`
+	// Encoded, when set by the producer, is Object's JSON, so that an
+	// event shared by many watchers is encoded once. It is never sent.
+	Encoded []byte `json:"-"`
 }
 
 // Status is the body of every error answer and of ERROR watch events.

@@ -339,8 +339,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, u *User, req *Req
 	if flusher != nil {
 		flusher.Flush()
 	}
-	bw := bufio.NewWriterSize(w, 32<<10)
-	enc := json.NewEncoder(bw)
+	bw := bufio.NewWriterSize(w, 4<<10)
 	checkNode := u.Role == api.RoleNode && req.Kind.Resource == "pods"
 	for {
 		select {
@@ -352,10 +351,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, u *User, req *Req
 			if checkNode && ev.Type != api.Error && ev.Type != api.Bookmark && authorizeObject(u, &Request{Verb: VerbGet, Kind: req.Kind}, ev.Object) != nil {
 				continue
 			}
-			if ev.Type != api.Error {
-				ev.Object = sanitize(ev.Object)
-			}
-			if err := enc.Encode(ev); err != nil {
+			if err := writeEvent(bw, ev); err != nil {
 				return nil // the client went away
 			}
 			// Flush when nothing else is queued, so that bursts go out
@@ -373,6 +369,28 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, u *User, req *Req
 			return nil
 		}
 	}
+}
+
+// writeEvent writes one watch event as a line of JSON, using the event's
+// shared encoding when the object needs no sanitizing.
+func writeEvent(w *bufio.Writer, ev api.WatchEvent) error {
+	if ev.Encoded != nil && sanitize(ev.Object) == ev.Object {
+		_, _ = w.WriteString(`{"type":"`)
+		_, _ = w.WriteString(string(ev.Type))
+		_, _ = w.WriteString(`","object":`)
+		_, _ = w.Write(ev.Encoded)
+		_, err := w.WriteString("}\n")
+		return err
+	}
+	if ev.Type != api.Error {
+		ev.Object = sanitize(ev.Object)
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 func joinSelector(a, b string) string {

@@ -27,6 +27,7 @@ func testServer(t *testing.T) (*client.Client, func(role api.Role, tenant, node 
 	}
 	t.Cleanup(func() { e.Close() })
 	st := store.New(e.Client())
+	st.ShareWatches(ctx, nil)
 	srv := New(Config{Store: st})
 	go srv.RunCaches(ctx)
 	hs := httptest.NewServer(srv.Handler())

@@ -108,6 +108,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 
+	// One etcd watch per kind serves every API watcher.
+	st.ShareWatches(ctx, log.With("component", "store"))
+
 	audit, err := openAudit(cfg)
 	if err != nil {
 		return err

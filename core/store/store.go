@@ -38,6 +38,7 @@ type Store struct {
 	cli    *clientv3.Client
 	prefix string
 	now    func() time.Time
+	fan    *fanout // nil unless ShareWatches was called
 }
 
 // New returns a Store on cli keeping objects under DefaultPrefix.
@@ -317,11 +318,11 @@ func (s *Store) Compact(ctx context.Context, rev int64) (int64, error) {
 			return 0, err
 		}
 	}
-	if _, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
-		if errors.Is(err, rpctypes.ErrCompacted) {
-			return rev, nil
-		}
+	if _, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
 		return 0, etcdError(err)
+	}
+	if s.fan != nil {
+		s.fan.compacted(rev)
 	}
 	return rev, nil
 }

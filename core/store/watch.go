@@ -37,6 +37,12 @@ const watchBuffer = 128
 // event whose Status has code 410. The channel is closed when ctx ends or
 // the watch fails.
 func (s *Store) Watch(ctx context.Context, k *api.Kind, tenant string, opts WatchOptions) (<-chan api.WatchEvent, error) {
+	if s.fan != nil {
+		ch, ok, err := s.sharedWatch(ctx, k, tenant, opts)
+		if err != nil || ok {
+			return ch, err
+		}
+	}
 	prefix := s.Prefix(k, tenant)
 	if opts.ResourceVersion > 0 {
 		// Fail early, before the caller has answered 200, when the

@@ -51,8 +51,9 @@ func mustDelete(t *testing.T, s *Store, k *api.Kind, tenant, name string) api.Ob
 	return out
 }
 
-func TestWatchEvents(t *testing.T) {
-	s := newStore(t)
+func TestWatchEvents(t *testing.T) { bothWatchModes(t, testWatchEvents) }
+
+func testWatchEvents(t *testing.T, s *Store) {
 	ctx := t.Context()
 	inA := mustWatch(t, ctx, s, cmKind, "a", WatchOptions{})
 	every := mustWatch(t, ctx, s, cmKind, "", WatchOptions{})
@@ -93,8 +94,9 @@ func TestWatchEvents(t *testing.T) {
 	wantEvents(t, pods, evt(api.Added, "a", "zz", rv(sentinelPod)))
 }
 
-func TestWatchResume(t *testing.T) {
-	s := newStore(t)
+func TestWatchResume(t *testing.T) { bothWatchModes(t, testWatchResume) }
+
+func testWatchResume(t *testing.T, s *Store) {
 	ctx := t.Context()
 	start := mustRevision(t, s)
 
@@ -145,8 +147,9 @@ func TestWatchResume(t *testing.T) {
 	})
 }
 
-func TestWatchSelectors(t *testing.T) {
-	s := newStore(t)
+func TestWatchSelectors(t *testing.T) { bothWatchModes(t, testWatchSelectors) }
+
+func testWatchSelectors(t *testing.T, s *Store) {
 	ctx := t.Context()
 
 	t.Run("labels", func(t *testing.T) {
@@ -216,8 +219,9 @@ func TestWatchSelectors(t *testing.T) {
 	})
 }
 
-func TestWatchCompacted(t *testing.T) {
-	s := newStore(t)
+func TestWatchCompacted(t *testing.T) { bothWatchModes(t, testWatchCompacted) }
+
+func testWatchCompacted(t *testing.T, s *Store) {
 	ctx := t.Context()
 	x := mustCreate(t, s, configMap("a", "x", nil))
 	old := rvOf(t, x)
@@ -467,4 +471,15 @@ func TestWatchClosedStore(t *testing.T) {
 		}
 		wantErr(t, fmt.Sprintf("Watch(%+v) on a closed store", opts), err, errdefs.ErrUnavailable)
 	}
+}
+
+// bothWatchModes runs a watch test on a store whose watches are each an
+// etcd watch of their own, and on one that shares a feed per kind.
+func bothWatchModes(t *testing.T, test func(*testing.T, *Store)) {
+	t.Run("direct", func(t *testing.T) { test(t, newStore(t)) })
+	t.Run("shared", func(t *testing.T) {
+		s := newStore(t)
+		s.ShareWatches(t.Context(), tbLogger(t))
+		test(t, s)
+	})
 }
