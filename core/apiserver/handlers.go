@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -339,58 +338,54 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, u *User, req *Req
 	if flusher != nil {
 		flusher.Flush()
 	}
-	bw := bufio.NewWriterSize(w, 4<<10)
+	// The response writer buffers; lines are built in one reused slice.
+	var line []byte
 	checkNode := u.Role == api.RoleNode && req.Kind.Resource == "pods"
 	for {
 		select {
 		case ev, ok := <-ch:
 			if !ok {
-				_ = bw.Flush()
 				return nil
 			}
 			if checkNode && ev.Type != api.Error && ev.Type != api.Bookmark && authorizeObject(u, &Request{Verb: VerbGet, Kind: req.Kind}, ev.Object) != nil {
 				continue
 			}
-			if err := writeEvent(bw, ev); err != nil {
+			var err error
+			if line, err = appendEvent(line[:0], ev); err != nil {
+				return err
+			}
+			if _, err := w.Write(line); err != nil {
 				return nil // the client went away
 			}
 			// Flush when nothing else is queued, so that bursts go out
 			// in one write and single events without delay.
-			if len(ch) == 0 {
-				if bw.Flush() != nil {
-					return nil
-				}
-				if flusher != nil {
-					flusher.Flush()
-				}
+			if len(ch) == 0 && flusher != nil {
+				flusher.Flush()
 			}
 		case <-ctx.Done():
-			_ = bw.Flush()
 			return nil
 		}
 	}
 }
 
-// writeEvent writes one watch event as a line of JSON, using the event's
-// shared encoding when the object needs no sanitizing.
-func writeEvent(w *bufio.Writer, ev api.WatchEvent) error {
+// appendEvent appends one watch event as a line of JSON to b, using the
+// event's shared encoding when the object needs no sanitizing.
+func appendEvent(b []byte, ev api.WatchEvent) ([]byte, error) {
 	if ev.Encoded != nil && sanitize(ev.Object) == ev.Object {
-		_, _ = w.WriteString(`{"type":"`)
-		_, _ = w.WriteString(string(ev.Type))
-		_, _ = w.WriteString(`","object":`)
-		_, _ = w.Write(ev.Encoded)
-		_, err := w.WriteString("}\n")
-		return err
+		b = append(b, `{"type":"`...)
+		b = append(b, ev.Type...)
+		b = append(b, `","object":`...)
+		b = append(b, ev.Encoded...)
+		return append(b, "}\n"...), nil
 	}
 	if ev.Type != api.Error {
 		ev.Object = sanitize(ev.Object)
 	}
-	b, err := json.Marshal(ev)
+	js, err := json.Marshal(ev)
 	if err != nil {
-		return err
+		return b, err
 	}
-	_, err = w.Write(append(b, '\n'))
-	return err
+	return append(append(b, js...), '\n'), nil
 }
 
 func joinSelector(a, b string) string {

@@ -31,7 +31,7 @@ const ringSize = 4096
 // subscriberBuffer is how many events may wait for one watcher before it
 // is cut off as too slow (its client then resumes from the last
 // resourceVersion it saw).
-const subscriberBuffer = 1024
+const subscriberBuffer = 128
 
 // fanout holds the feeds of a Store.
 type fanout struct {
