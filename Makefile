@@ -50,6 +50,18 @@ verify: ## Check formatting, go vet and the module checksums
 	fi
 	go vet ./...
 	go mod verify
+	@$(MAKE) --no-print-directory verify-generate
+
+.PHONY: generate
+generate: deps ## Regenerate the Go code of the plugin protocols (.proto files under plugins/)
+	hack/generate.sh
+
+.PHONY: verify-generate
+verify-generate: ## Fail if the checked-in generated code differs from what make generate produces
+	@hack/generate.sh >/dev/null
+	@if ! git diff --quiet -- plugins; then \
+		echo "generated code is stale (run make generate and commit):"; git diff --stat -- plugins; exit 1; \
+	fi
 
 .PHONY: fmt
 fmt: ## Format all Go files in place
