@@ -1,0 +1,131 @@
+package runtimetest
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// state is what the leak check compares before and after a case: live
+// processes, mount points and cgroups.
+type state struct {
+	procs   map[int]string // pid → command line
+	parents map[int]int
+	mounts  map[string]bool
+	cgroups map[string]bool
+}
+
+// snapshot reads the machine's processes, mounts and Paddock cgroups.
+func snapshot() *state {
+	s := &state{procs: map[int]string{}, parents: map[int]int{}, mounts: map[string]bool{}, cgroups: map[string]bool{}}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command, which is in parentheses and may hold
+		// spaces: state ppid ...
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if ppid == 2 || pid == 2 {
+			continue // kernel threads
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		s.procs[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+		s.parents[pid] = ppid
+	}
+	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+				s.mounts[fields[4]] = true
+			}
+		}
+		f.Close()
+	}
+	// Paddock's runtimes keep their cgroups under a "paddock" parent in
+	// every hierarchy.
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/paddock")
+	if fi, err := os.Stat("/sys/fs/cgroup/paddock"); err == nil && fi.IsDir() {
+		roots = append(roots, "/sys/fs/cgroup/paddock")
+	}
+	for _, root := range roots {
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && path != root {
+				s.cgroups[path] = true
+			}
+			return nil
+		})
+	}
+	return s
+}
+
+// descendsFrom reports whether pid is ancestor or one of its descendants.
+func (s *state) descendsFrom(pid, ancestor int) bool {
+	for i := 0; i < 64 && pid > 1; i++ {
+		if pid == ancestor {
+			return true
+		}
+		pid = s.parents[pid]
+	}
+	return pid == ancestor
+}
+
+// leaks returns what is in after and was not in before. Processes started
+// by whatever launched this process (other test binaries, the shell) are
+// not counted; the plugin's own process is not either.
+func leaks(before, after *state, pluginPID int) []string {
+	var out []string
+	self, parent := os.Getpid(), os.Getppid()
+	for pid, cmd := range after.procs {
+		if _, old := before.procs[pid]; old || pid == self || pid == pluginPID {
+			continue
+		}
+		if after.descendsFrom(pid, parent) && !after.descendsFrom(pid, pluginPID) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("process %d: %s", pid, cmd))
+	}
+	for m := range after.mounts {
+		if !before.mounts[m] && !strings.HasPrefix(m, "/proc/") {
+			out = append(out, "mount "+m)
+		}
+	}
+	for c := range after.cgroups {
+		if !before.cgroups[c] {
+			out = append(out, "cgroup "+c)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitNoLeaks gives asynchronous cleanup (a shim exiting) a moment and
+// returns what is still leaked after within.
+func (e *env) waitNoLeaks(before *state, within time.Duration) []string {
+	deadline := time.Now().Add(within)
+	for {
+		l := leaks(before, snapshot(), e.cfg.Target.PluginPID())
+		if len(l) == 0 || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
