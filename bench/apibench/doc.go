@@ -30,8 +30,9 @@
 //
 // The load generator, the API server and both etcd members share one
 // process and GOMAXPROCS: the API's numbers include the cost of its own
-// clients (JSON encoding, TLS), the floor's include an in-process etcd
-// client that costs next to nothing. Only loopback addresses are used.
+// clients (JSON encoding, TLS); the floor's include etcd's own gRPC client
+// over a unix socket, the same path the API server's store takes. Only
+// loopback addresses and unix sockets are used.
 //
 // Run is bounded: every loop stops after a count or a deadline, every
 // goroutine it starts has ended when it returns, and its temporary

@@ -344,7 +344,7 @@ func (c *Client) Watch(ctx context.Context, k *api.Kind, tenant string, opts Wat
 		defer close(w.events)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 8<<20)
+		sc.Buffer(make([]byte, 0, 4<<10), 8<<20) // grows to the longest line
 		for sc.Scan() {
 			ev, err := api.DecodeWatchEvent(k, sc.Bytes())
 			if err != nil {

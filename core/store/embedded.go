@@ -20,7 +20,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -71,7 +70,8 @@ type EmbeddedConfig struct {
 	Name string
 	// ClientURL, when set (e.g. "http://127.0.0.1:2379"), also serves the etcd
 	// client API on that URL for external tools; by default etcd listens on no TCP
-	// port at all for clients and Paddock talks to it in-process. Only
+	// port at all for clients and Paddock talks to it over a unix socket in
+	// Dir. Only
 	// loopback http:// URLs and unix:// sockets are accepted: the API is
 	// unauthenticated. Port 0 picks a free port; see Embedded.ClientURL.
 	ClientURL string
@@ -97,6 +97,9 @@ type Embedded struct {
 	clientURL string
 	closing   *atomic.Bool // tells the log bridge that shutdown noise is expected
 
+	// socketDir is a directory made only to hold the client socket when
+	// the data directory's path is too long for one; removed by Close.
+	socketDir string
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -146,11 +149,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, err
 	}
 
+	socket, socketDir, err := clientSocket(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	closing := new(atomic.Bool)
 	logger := newZapLogger(cfg.Logger, closing)
 	var e *embed.Etcd
 	for attempt := 1; ; attempt++ {
-		ecfg, err := cfg.etcdConfig(logger, clientURL)
+		ecfg, err := cfg.etcdConfig(logger, clientURL, socket)
 		if err != nil {
 			return nil, err
 		}
@@ -197,22 +204,33 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		}
 	}
 
-	m := &Embedded{
-		etcd:    e,
-		client:  v3client.New(e.Server),
-		lock:    lock,
-		closing: closing,
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{"unix://" + socket},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("connect to embedded etcd at %s: %w", socket, err)
 	}
-	if len(e.Clients) > 0 {
+	m := &Embedded{
+		etcd:      e,
+		client:    cli,
+		lock:      lock,
+		closing:   closing,
+		socketDir: socketDir,
+	}
+	if clientURL != nil {
 		m.clientURL = e.Config().AdvertiseClientUrls[0].String()
 	}
 	unlock = false
 	return m, nil
 }
 
-// Client returns the in-process client of the member: calls go straight to
-// the server without a network hop. It is closed by Close; callers must not
-// close it themselves.
+// Client returns the member's client, connected over a unix socket in the
+// data directory. (etcd's in-process client, v3client, deadlocks when many
+// watches end at once — etcd-io/etcd#18879 — so Paddock uses real gRPC.)
+// It is closed by Close; callers must not close it themselves.
 func (e *Embedded) Client() *clientv3.Client { return e.client }
 
 // ClientURL returns the URL on which the member serves the etcd client API
@@ -226,11 +244,14 @@ func (e *Embedded) ClientURL() string { return e.clientURL }
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
-		// The in-process client's Close reports its own cancellation.
+		// The client's Close may report its own cancellation.
 		if err := e.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			e.closeErr = fmt.Errorf("close embedded etcd client: %w", err)
 		}
 		e.etcd.Close()
+		if e.socketDir != "" {
+			os.RemoveAll(e.socketDir)
+		}
 		if err := e.lock.Close(); err != nil && e.closeErr == nil {
 			e.closeErr = fmt.Errorf("release etcd data directory lock: %w", err)
 		}
@@ -278,7 +299,7 @@ func (cfg *EmbeddedConfig) setDefaults() error {
 
 // etcdConfig builds the embed configuration. It picks free loopback ports
 // for the peer URL and for a client URL with port 0.
-func (cfg *EmbeddedConfig) etcdConfig(logger *zap.Logger, clientURL *url.URL) (*embed.Config, error) {
+func (cfg *EmbeddedConfig) etcdConfig(logger *zap.Logger, clientURL *url.URL, socket string) (*embed.Config, error) {
 	ecfg := embed.NewConfig()
 	ecfg.Name = cfg.Name
 	ecfg.Dir = cfg.Dir
@@ -305,8 +326,11 @@ func (cfg *EmbeddedConfig) etcdConfig(logger *zap.Logger, clientURL *url.URL) (*
 	ecfg.AdvertisePeerUrls = []url.URL{peer}
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(cfg.Name)
 
-	ecfg.ListenClientUrls = nil
-	ecfg.AdvertiseClientUrls = nil
+	// Paddock's own client talks gRPC over a unix socket in the data
+	// directory (private: the directory is 0700).
+	unix := url.URL{Scheme: "unix", Path: socket}
+	ecfg.ListenClientUrls = []url.URL{unix}
+	ecfg.AdvertiseClientUrls = []url.URL{unix}
 	if clientURL != nil {
 		u := *clientURL
 		if u.Scheme == "http" && u.Port() == "0" {
@@ -316,7 +340,7 @@ func (cfg *EmbeddedConfig) etcdConfig(logger *zap.Logger, clientURL *url.URL) (*
 			}
 			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
 		}
-		ecfg.ListenClientUrls = []url.URL{u}
+		ecfg.ListenClientUrls = append(ecfg.ListenClientUrls, u)
 		ecfg.AdvertiseClientUrls = []url.URL{u}
 	}
 	return ecfg, nil
@@ -554,4 +578,28 @@ func slogLevel(l zapcore.Level) slog.Level {
 	default:
 		return slog.LevelError
 	}
+}
+
+// maxSocketPath is the longest unix socket path that fits sun_path.
+const maxSocketPath = 100
+
+// clientSocket returns the path of the member's client socket: in the data
+// directory, or, when that path would be too long for a unix socket, in a
+// private temporary directory (returned as dir, to be removed on Close).
+// A socket left by an earlier run is removed.
+func clientSocket(dataDir string) (socket, dir string, err error) {
+	socket = filepath.Join(dataDir, "client.sock")
+	if abs, err := filepath.Abs(socket); err == nil {
+		socket = abs
+	}
+	if len(socket) > maxSocketPath {
+		if dir, err = os.MkdirTemp("", "paddock-etcd-"); err != nil {
+			return "", "", fmt.Errorf("embedded etcd socket: %w", err)
+		}
+		socket = filepath.Join(dir, "client.sock")
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("remove stale embedded etcd socket: %w", err)
+	}
+	return socket, dir, nil
 }
