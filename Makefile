@@ -34,12 +34,18 @@ build: deps ## Build every command under cmd/ into bin/
 	@mkdir -p bin
 	go build -o bin/ ./cmd/...
 
+.PHONY: testimages
+testimages: deps ## Build the offline test images build/images/{busybox,server}.tar (OCI archives)
+	@mkdir -p build/images
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o build/server ./test/images/server
+	go run ./test/images/build -busybox /bin/busybox -server build/server -out build/images
+
 .PHONY: up
 up: build ## Run an all-in-one cluster on this machine (bin/paddock up $(UP_ARGS))
 	bin/paddock up $(UP_ARGS)
 
 .PHONY: test
-test: deps build verify ## Verify, then run every test (CI=true turns skips for missing prerequisites into failures)
+test: deps build testimages verify ## Verify, then run every test (CI=true turns skips for missing prerequisites into failures)
 	CI=$${CI:-} PADDOCK_BIN=$(CURDIR)/bin/paddock go test -count=1 -timeout 20m -p $(TEST_PARALLEL) ./...
 
 .PHONY: verify
