@@ -155,6 +155,11 @@ func (e *env) runCase(ctx context.Context, tc Case) report.Result {
 	go func() {
 		defer close(done)
 		defer t.runCleanups()
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("case panicked: %v", r)
+			}
+		}()
 		tc.Run(t)
 	}()
 	select {

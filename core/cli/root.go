@@ -99,10 +99,15 @@ func newVersionCmd(g *globals) *cobra.Command {
 }
 
 // Main runs the command line with os.Args and returns the exit code.
-func Main() int {
+// extra adds commands that live outside core (the conformance runner,
+// which core may not import).
+func Main(extra ...func(out, errOut io.Writer) *cobra.Command) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := NewRoot(os.Stdout, os.Stderr)
+	for _, mk := range extra {
+		root.AddCommand(mk(os.Stdout, os.Stderr))
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, FormatError(err))
 		return 1
