@@ -47,6 +47,15 @@ up: build ## Run an all-in-one cluster on this machine (bin/paddock up $(UP_ARGS
 .PHONY: test
 test: deps build testimages verify ## Verify, then run every test (CI=true turns skips for missing prerequisites into failures)
 	CI=$${CI:-} PADDOCK_BIN=$(CURDIR)/bin/paddock go test -count=1 -timeout 20m -p $(TEST_PARALLEL) ./...
+	@$(MAKE) --no-print-directory conformance
+
+.PHONY: conformance
+conformance: build testimages ## Run the runtime conformance suite against every runtime plugin in bin/ (reports in build/conformance/)
+	@for p in bin/paddock-runtime-*; do \
+		name=$${p#bin/paddock-runtime-}; \
+		echo "conformance: runtime plugin $$name"; \
+		bin/paddock conformance runtime --plugin $$p --report-dir build/conformance/$$name || exit 1; \
+	done
 
 .PHONY: verify
 verify: ## Check formatting, go vet and the module checksums

@@ -13,12 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"syscall"
 	"time"
 
 	"github.com/paddock-dev/paddock/conformance/runtimetest"
 	"github.com/paddock-dev/paddock/plugins/pluginhost"
-	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -127,7 +125,7 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 		_ = inst.Kill(kctx)
 	}()
 	rep, err := runtimetest.Run(ctx, runtimetest.Config{
-		Target:       &target{inst: inst},
+		Target:       runtimetest.HostTarget(inst),
 		Profile:      f.profile,
 		Focus:        focus,
 		ImageArchive: f.imageArchive,
@@ -149,48 +147,4 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 		return fmt.Errorf("%d conformance case(s) failed", failed)
 	}
 	return nil
-}
-
-// target is a plugin launched through the host, as runtimetest sees it.
-type target struct {
-	inst *pluginhost.Instance
-}
-
-// Client returns the current process's client, waiting up to 30 seconds
-// for a restarting plugin.
-func (t *target) Client() *runtimev1.Client {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := t.inst.WaitReady(ctx); err != nil {
-		return nil
-	}
-	c, err := t.inst.Runtime()
-	if err != nil {
-		return nil
-	}
-	return c
-}
-
-func (t *target) PluginPID() int { return t.inst.PID() }
-
-// RestartPlugin kills the plugin with SIGKILL and waits for the host to
-// have started it again.
-func (t *target) RestartPlugin(ctx context.Context) error {
-	old := t.inst.PID()
-	if old <= 0 {
-		return errors.New("the plugin has no process")
-	}
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("kill plugin pid %d: %w", old, err)
-	}
-	for {
-		if pid := t.inst.PID(); pid > 0 && pid != old {
-			return t.inst.WaitReady(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the plugin was not restarted: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

@@ -292,7 +292,9 @@ func containerStopGrace(t *T) {
 	if st.Signal != 9 && st.ExitCode != 137 {
 		t.Errorf("a process ignoring SIGTERM ended with exit %d signal %d, want SIGKILL (9 or exit 137)", st.ExitCode, st.Signal)
 	}
-	polite := t.RunContainer(sb, "sleep", "600")
+	// A process that exits on SIGTERM (a container's first process has no
+	// default signal handlers, so it must install one).
+	polite := t.RunContainer(sb, "sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.1; done")
 	t.WaitRunning(polite.Id)
 	if _, err := t.Client().StopContainer(t.Context(), &runtimev1.StopContainerRequest{Id: polite.Id, TimeoutSeconds: 30}); err != nil {
 		t.Fatalf("StopContainer: %v", err)

@@ -139,8 +139,8 @@ func (e *env) capability(name string) bool {
 	return false
 }
 
-func (e *env) runCase(ctx context.Context, tc Case) report.Result {
-	res := report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: tc.Profile, Capability: tc.Capability, Anchor: tc.Anchor}
+func (e *env) runCase(ctx context.Context, tc Case) (res report.Result) {
+	res = report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: tc.Profile, Capability: tc.Capability, Anchor: tc.Anchor}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
 	if !e.capability(tc.Capability) {

@@ -144,30 +144,39 @@ func (p *proxy) handle(_ any, ss grpc.ServerStream) error {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	name := method[strings.LastIndex(method, "/")+1:]
-	in := &frame{}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cs, err := c.Conn().NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(rawCodec{}))
 	if err != nil {
-		return err
+		return errgrpc.ToGRPC(err)
 	}
+	// An error on the request side (an injected fault, or the caller
+	// going away) ends the call with that error.
+	var reqErr error
+	reqDone := make(chan struct{})
 	// Requests: client → target.
-	errc := make(chan error, 1)
 	go func() {
+		defer close(reqDone)
 		for {
+			// A fresh frame each time: gRPC may still be sending the
+			// previous one.
+			in := &frame{}
 			if err := ss.RecvMsg(in); err != nil {
 				if err == io.EOF {
-					errc <- cs.CloseSend()
-				} else {
-					errc <- err
+					_ = cs.CloseSend()
+					return
 				}
+				reqErr = err
+				cancel()
 				return
 			}
 			out, err := p.request(ctx, c, name, in)
-			if err != nil {
-				errc <- err
-				return
+			if err == nil {
+				err = cs.SendMsg(out)
 			}
-			if err := cs.SendMsg(out); err != nil {
-				errc <- err
+			if err != nil {
+				reqErr = err
+				cancel()
 				return
 			}
 		}
@@ -179,6 +188,12 @@ func (p *proxy) handle(_ any, ss grpc.ServerStream) error {
 			if err == io.EOF {
 				return nil
 			}
+			if ctx.Err() != nil {
+				<-reqDone
+				if reqErr != nil {
+					return reqErr
+				}
+			}
 			// The inner host's client turned the status into an error
 			// class; send the class on unchanged.
 			return errgrpc.ToGRPC(err)
@@ -189,13 +204,6 @@ func (p *proxy) handle(_ any, ss grpc.ServerStream) error {
 		}
 		if err := ss.SendMsg(resp); err != nil {
 			return err
-		}
-		select {
-		case err := <-errc:
-			if err != nil {
-				return err
-			}
-		default:
 		}
 	}
 }

@@ -1,0 +1,360 @@
+package runc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paddock-dev/paddock/core/errdefs"
+	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/oci"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+)
+
+// pluginName is the name Info answers and RuntimeClass.spec.plugin uses.
+const pluginName = "runc"
+
+// Options are what New needs besides the configuration SetConfig gives.
+type Options struct {
+	// Logger receives the plugin's logs; default JSON on stderr in the
+	// shape go-plugin re-emits.
+	Logger *slog.Logger
+	// Version is the plugin's version, answered by Info.
+	Version string
+	// Images resolves image references and prepares root filesystems.
+	// Default: the shared image store (runtimes/internal/oci) at the
+	// configuration's imageStoreRoot, which then also serves the Images
+	// RPCs.
+	Images Images
+	// ImageService serves the Images RPCs when Images is set; without it
+	// they answer ErrNotImplemented.
+	ImageService runtimev1.ImageManager
+	// ShimPath is the binary started as "ShimPath shim DIR" for every
+	// container; its main must call RunShim for that argument (see
+	// IsShim). Default: this process's own executable.
+	ShimPath string
+	// HealthInterval is how often Health re-checks runc; default 5 s.
+	// An event is sent on every change and at least every 30 s.
+	HealthInterval time.Duration
+}
+
+// Plugin is the runc runtime plugin. Create it with New; it serves
+// nothing until SetConfig has named its state directory.
+type Plugin struct {
+	log  *slog.Logger
+	opts Options
+
+	mu         sync.Mutex
+	cfg        *Config // effective, defaults filled; nil before SetConfig
+	rawConfig  []byte
+	stateDir   string
+	runc       string // absolute path of the runc binary
+	cgroups    *cgroupLayout
+	images     Images                 // nil before SetConfig
+	imageSvc   runtimev1.ImageManager // nil: no image service
+	sandboxes  map[string]*sandbox
+	containers map[string]*container
+}
+
+var _ runtimev1.Plugin = (*Plugin)(nil)
+
+// New returns a plugin with opts.
+func New(opts Options) *Plugin {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: hclogKeys}))
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = 5 * time.Second
+	}
+	return &Plugin{
+		log:        opts.Logger.With("plugin", pluginName),
+		opts:       opts,
+		sandboxes:  map[string]*sandbox{},
+		containers: map[string]*container{},
+	}
+}
+
+// hclogKeys renames slog's keys to the ones go-plugin's host parses out
+// of a plugin's JSON log lines (hclog's).
+func hclogKeys(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.MessageKey:
+		a.Key = "@message"
+	case slog.LevelKey:
+		a.Key = "@level"
+		a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+	case slog.TimeKey:
+		a.Key = "@timestamp"
+		a.Value = slog.StringValue(a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+	}
+	return a
+}
+
+// Info names the plugin.
+func (p *Plugin) Info(context.Context, *runtimev1.InfoRequest) (*runtimev1.InfoResponse, error) {
+	v := p.opts.Version
+	if v == "" {
+		v = "dev"
+	}
+	return &runtimev1.InfoResponse{
+		Name:         pluginName,
+		Version:      v,
+		ApiVersions:  []string{runtimev1.APIVersion},
+		ConfigSchema: configSchema,
+	}, nil
+}
+
+// Capabilities says what the plugin can do. Exec with a terminal is not
+// implemented (no console socket yet): exec_tty is false.
+func (p *Plugin) Capabilities(context.Context, *runtimev1.CapabilitiesRequest) (*runtimev1.CapabilitiesResponse, error) {
+	return &runtimev1.CapabilitiesResponse{
+		IsolationClass:  runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE,
+		Exec:            true,
+		ExecTty:         false,
+		Signals:         true,
+		UserNamespaces:  false,
+		Checkpoint:      false,
+		UpdateResources: true,
+		ReadOnlyRootfs:  true,
+		// Containers run under their own shims and outlive the plugin.
+		ContainersTiedToPlugin: false,
+		Handlers:               []string{"runc"},
+	}, nil
+}
+
+// SetConfig validates and applies the configuration. The first call with a
+// state directory loads the state found there; later calls may change the
+// configuration but not the state directory.
+func (p *Plugin) SetConfig(ctx context.Context, r *runtimev1.SetConfigRequest) (*runtimev1.SetConfigResponse, error) {
+	if r.ApiVersion != "" && r.ApiVersion != runtimev1.APIVersion {
+		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "api_version", fmt.Sprintf("%q is not spoken by this plugin (it speaks %s)", r.ApiVersion, runtimev1.APIVersion))
+	}
+	if r.StateDir == "" || !filepath.IsAbs(r.StateDir) {
+		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "state_dir", fmt.Sprintf("%q must be an absolute path", r.StateDir))
+	}
+	parsed, err := parseConfig(r.Config)
+	if err != nil {
+		return nil, err
+	}
+	stateDir := filepath.Clean(r.StateDir)
+	cfg := parsed.withDefaults(stateDir)
+	runcPath, err := resolveRunc(cfg.RuncPath)
+	if err != nil {
+		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "runcPath", fmt.Sprintf("runc binary %q not found: %v", cfg.RuncPath, err))
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stateDir != "" && p.stateDir != stateDir {
+		return nil, errdefs.Field(errdefs.ErrFailedPrecondition, "state_dir", fmt.Sprintf("the plugin already keeps its state in %s; restart it to use %s", p.stateDir, stateDir))
+	}
+	if p.cfg != nil && p.opts.Images == nil && p.cfg.ImageStoreRoot != cfg.ImageStoreRoot {
+		return nil, errdefs.Field(errdefs.ErrFailedPrecondition, "imageStoreRoot", fmt.Sprintf("the plugin already uses the image store in %s; restart it to use %s", p.cfg.ImageStoreRoot, cfg.ImageStoreRoot))
+	}
+	images, imageSvc := p.opts.Images, p.opts.ImageService
+	if images == nil {
+		store, err := oci.Open(cfg.ImageStoreRoot)
+		if err != nil {
+			return nil, errdefs.Field(errdefs.ErrInvalidArgument, "imageStoreRoot", err.Error())
+		}
+		images = storeImages{store: store}
+		imageSvc = &storeService{store: store, insecure: slices.Clone(cfg.InsecureRegistries), log: p.log}
+	}
+	if p.stateDir == "" {
+		layout, err := detectCgroups()
+		if err != nil {
+			return nil, errdefs.New(errdefs.ErrFailedPrecondition, "cgroups: "+err.Error())
+		}
+		for _, d := range []string{stateDir, filepath.Join(stateDir, "sandboxes"), filepath.Join(stateDir, "containers"), filepath.Join(stateDir, "runc"), filepath.Join(stateDir, "volumes")} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, fmt.Errorf("state dir: %w", err)
+			}
+		}
+		if err := os.Chmod(stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+		p.cgroups = layout
+		p.stateDir = stateDir
+		if err := p.loadLocked(); err != nil {
+			return nil, err
+		}
+		p.log.Info("state loaded", "stateDir", stateDir, "cgroups", layout.String(),
+			"sandboxes", len(p.sandboxes), "containers", len(p.containers))
+	}
+	p.cfg = &cfg
+	p.rawConfig = bytes.Clone(r.Config)
+	p.runc = runcPath
+	p.images, p.imageSvc = images, imageSvc
+	return &runtimev1.SetConfigResponse{}, nil
+}
+
+// configured returns the configuration, or FailedPrecondition before
+// SetConfig.
+func (p *Plugin) configured() (*Config, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg == nil {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "the plugin is not configured: call SetConfig with a state_dir first")
+	}
+	return p.cfg, nil
+}
+
+// Health streams the plugin's health: runc must be present and runnable.
+func (p *Plugin) Health(_ *runtimev1.HealthRequest, s grpc.ServerStreamingServer[runtimev1.HealthEvent]) error {
+	ctx := s.Context()
+	var last *runtimev1.HealthEvent
+	var lastSent time.Time
+	t := time.NewTicker(p.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		ev := p.checkHealth(ctx)
+		if last == nil || ev.Healthy != last.Healthy || ev.Description != last.Description || time.Since(lastSent) >= 30*time.Second-p.opts.HealthInterval/2 {
+			if err := s.Send(ev); err != nil {
+				return err
+			}
+			last, lastSent = ev, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// checkHealth runs "runc --version".
+func (p *Plugin) checkHealth(ctx context.Context) *runtimev1.HealthEvent {
+	ev := &runtimev1.HealthEvent{Timestamp: time.Now().UnixNano()}
+	p.mu.Lock()
+	runcPath := p.runc
+	configured := p.cfg != nil
+	p.mu.Unlock()
+	if runcPath == "" {
+		var err error
+		if runcPath, err = resolveRunc("runc"); err != nil {
+			ev.Description = "runc not found in PATH"
+			return ev
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, runcPath, "--version").CombinedOutput()
+	if err != nil {
+		ev.Description = fmt.Sprintf("%s --version failed: %v: %s", runcPath, err, bytes.TrimSpace(out))
+		return ev
+	}
+	ev.Healthy = true
+	first, _, _ := strings.Cut(string(out), "\n")
+	ev.Description = first
+	if !configured {
+		ev.Description += " (not configured yet)"
+	}
+	return ev
+}
+
+// loadLocked reads every record under the state directory into memory.
+// Records that cannot be read are logged and skipped, never fatal: one
+// corrupt file must not take the node's other pods down.
+func (p *Plugin) loadLocked() error {
+	sbDir := filepath.Join(p.stateDir, "sandboxes")
+	entries, err := os.ReadDir(sbDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !validID.MatchString(e.Name()) {
+			continue
+		}
+		sb, err := loadSandbox(filepath.Join(sbDir, e.Name()))
+		if err != nil {
+			p.log.Warn("sandbox record unreadable", "sandbox", e.Name(), "err", err)
+			continue
+		}
+		p.restoreSandbox(sb)
+		p.sandboxes[sb.rec.ID] = sb
+	}
+	ctDir := filepath.Join(p.stateDir, "containers")
+	entries, err = os.ReadDir(ctDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !validID.MatchString(e.Name()) {
+			continue
+		}
+		c, err := loadContainer(filepath.Join(ctDir, e.Name()))
+		if err != nil {
+			p.log.Warn("container record unreadable", "container", e.Name(), "err", err)
+			continue
+		}
+		if _, ok := p.sandboxes[c.rec.SandboxID]; !ok {
+			p.log.Warn("container of a missing sandbox", "container", c.rec.ID, "sandbox", c.rec.SandboxID)
+		}
+		p.containers[c.rec.ID] = c
+	}
+	return nil
+}
+
+// restoreSandbox re-creates what a host reboot takes from a ready
+// sandbox: its pod cgroup (with the pod's limits) and the network
+// namespace it owns. Failures are logged; the sandbox stays listed so that
+// the agent can stop and remove it.
+func (p *Plugin) restoreSandbox(sb *sandbox) {
+	if !sb.rec.Ready {
+		return
+	}
+	pod := podCgroup(sb.rec.ID)
+	if _, err := os.Stat(p.cgroups.dir("memory", pod)); os.IsNotExist(err) {
+		if err := p.cgroups.createPod(pod, sb.rec.Config.Msg.Resources); err != nil {
+			p.log.Warn("restore the pod cgroup", "sandbox", sb.rec.ID, "err", err)
+		}
+	}
+	if sb.rec.OwnNetns {
+		var st unix.Statfs_t
+		if err := unix.Statfs(sb.rec.NetnsPath, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+			removeNetns(sb.rec.NetnsPath)
+			if err := createNetns(sb.rec.NetnsPath); err != nil {
+				p.log.Warn("restore the sandbox network namespace", "sandbox", sb.rec.ID, "err", err)
+			}
+		}
+	}
+}
+
+// matchLabels reports whether labels has every pair of want.
+func matchLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// jsonString quotes s as JSON, for messages.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
