@@ -16,7 +16,7 @@ import (
 )
 
 // Cases returns the runtime conformance cases, in id order. Ids follow
-// the conformance catalogue; docs/conformance.md lists where a case
+// the conformance catalogue; docs/plugin-authors.md lists where a case
 // refines the catalogue.
 func Cases() []Case {
 	cases := []Case{

@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,22 +104,10 @@ func (i *Instance) fromRecord(ctx context.Context) (*incarnation, error) {
 // (its new configuration): the recorded process is left running.
 var errKeptRunning = errors.New("the running plugin process was left as it was")
 
-// reattach connects to the recorded process and configures it again.
-func (i *Instance) reattach(ctx context.Context, rec *record) (*incarnation, error) {
-	h := i.host
-	plugins, ok := i.kind.Plugins[rec.ProtocolVersion]
-	if !ok {
-		return nil, fmt.Errorf("it speaks go-plugin protocol version %d, which this host does not", rec.ProtocolVersion)
-	}
-	tlsCfg, err := rec.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	ar, err := attach(rec.PID, rec.StartTime)
-	if err != nil {
-		return nil, err
-	}
-	cfg := &plugin.ClientConfig{
+// reattachConfig is the go-plugin configuration that connects to the
+// recorded process ar.
+func (i *Instance) reattachConfig(rec *record, plugins plugin.PluginSet, tlsCfg *tls.Config, ar runner.AttachedRunner) *plugin.ClientConfig {
+	return &plugin.ClientConfig{
 		HandshakeConfig: i.kind.Handshake,
 		// go-plugin sets Plugins from the handshake for processes it
 		// starts; on reattach it is the caller's to set.
@@ -135,10 +124,28 @@ func (i *Instance) reattach(ctx context.Context, rec *record) (*incarnation, err
 		TLSConfig:        tlsCfg,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLogAdapter(i.log.Handler(), "go-plugin", slog.LevelDebug),
-		GRPCDialOptions:  i.kind.dialOptions(),
-		SyncStdout:       &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stdout"}},
-		SyncStderr:       &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stderr"}},
 	}
+}
+
+// reattach connects to the recorded process and configures it again.
+func (i *Instance) reattach(ctx context.Context, rec *record) (*incarnation, error) {
+	h := i.host
+	plugins, ok := i.kind.Plugins[rec.ProtocolVersion]
+	if !ok {
+		return nil, fmt.Errorf("it speaks go-plugin protocol version %d, which this host does not", rec.ProtocolVersion)
+	}
+	tlsCfg, err := rec.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	ar, err := attach(rec.PID, rec.StartTime)
+	if err != nil {
+		return nil, err
+	}
+	cfg := i.reattachConfig(rec, plugins, tlsCfg, ar)
+	cfg.GRPCDialOptions = i.kind.dialOptions()
+	cfg.SyncStdout = &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stdout"}}
+	cfg.SyncStderr = &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stderr"}}
 	client := plugin.NewClient(cfg)
 	cur := &incarnation{
 		client:     client,
@@ -212,20 +219,7 @@ func (i *Instance) stopRecorded(ctx context.Context, rec *record) {
 	stopped := false
 	if tlsCfg, err := rec.tlsConfig(); err == nil {
 		if plugins, ok := i.kind.Plugins[rec.ProtocolVersion]; ok {
-			client := plugin.NewClient(&plugin.ClientConfig{
-				HandshakeConfig: i.kind.Handshake,
-				Plugins:         plugins,
-				Reattach: &plugin.ReattachConfig{
-					Protocol:        plugin.Protocol(rec.Protocol),
-					ProtocolVersion: rec.ProtocolVersion,
-					Addr:            &net.UnixAddr{Net: rec.Network, Name: rec.Addr},
-					Pid:             rec.PID,
-					ReattachFunc:    func() (runner.AttachedRunner, error) { return ar, nil },
-				},
-				TLSConfig:        tlsCfg,
-				AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-				Logger:           newHCLogAdapter(i.log.Handler(), "go-plugin", slog.LevelDebug),
-			})
+			client := plugin.NewClient(i.reattachConfig(rec, plugins, tlsCfg, ar))
 			// Connected, Kill asks the plugin to shut down and gives it
 			// 2s before SIGKILL.
 			if _, err := client.Client(); err == nil {

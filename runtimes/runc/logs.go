@@ -195,19 +195,11 @@ func (lf *logFollower) readAll(emit func(logEntry) error) error {
 	if err := readFileLines(lf.path+".1", emit); err != nil && !isNotExist(err) {
 		return err
 	}
-	f, err := os.Open(lf.path)
-	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
+	f, ino, err := openLog(lf.path)
+	if f == nil || err != nil {
 		return err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	lf.f, lf.ino = f, inode(fi)
+	lf.f, lf.ino = f, ino
 	return lf.poll(emit)
 }
 
@@ -216,19 +208,11 @@ func (lf *logFollower) readAll(emit func(logEntry) error) error {
 func (lf *logFollower) poll(emit func(logEntry) error) error {
 	for {
 		if lf.f == nil {
-			f, err := os.Open(lf.path)
-			if err != nil {
-				if isNotExist(err) {
-					return nil
-				}
+			f, ino, err := openLog(lf.path)
+			if f == nil || err != nil {
 				return err
 			}
-			fi, err := f.Stat()
-			if err != nil {
-				f.Close()
-				return err
-			}
-			lf.f, lf.ino, lf.buf = f, inode(fi), nil
+			lf.f, lf.ino, lf.buf = f, ino, nil
 		}
 		if err := lf.drain(emit); err != nil {
 			return err
@@ -244,6 +228,24 @@ func (lf *logFollower) poll(emit func(logEntry) error) error {
 		lf.f.Close()
 		lf.f = nil
 	}
+}
+
+// openLog opens a log file and returns its inode; a missing file is a nil
+// file and no error.
+func openLog(path string) (*os.File, uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, 0, nil
+		}
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, inode(fi), nil
 }
 
 // drain reads lf.f to its current end.
