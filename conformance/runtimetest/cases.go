@@ -39,6 +39,8 @@ func Cases() []Case {
 		{ID: "RT-CT-007", Name: "Env, args, workdir, user", Level: "MUST", Profile: "core", Anchor: "critest runtime info", Run: containerProcessSpec},
 		{ID: "RT-CT-009", Name: "Read-only rootfs", Level: "MUST", Profile: "core", Capability: "read_only_rootfs", Anchor: "critest ReadOnlyRootfs", Run: containerReadOnlyRootfs},
 		{ID: "RT-CT-010", Name: "Memory limit enforced (OOM kill)", Level: "MUST", Profile: "core", Anchor: "critest Container OOM", Run: containerOOM},
+		{ID: "RT-CT-011", Name: "UpdateResources takes effect", Level: "SHOULD", Profile: "core", Capability: "update_resources", Anchor: "critest update container resources", Run: updateResources},
+		{ID: "RT-EX-003", Name: "Streaming exec without a terminal", Level: "MUST", Profile: "core", Capability: "exec", Anchor: "Nomad ExecTaskStreamingBasicCases", Run: execStream},
 		{ID: "RT-ID-001", Name: "Idempotent stop and remove", Level: "MUST", Profile: "core", Anchor: "critest Idempotence", Run: idempotent},
 		{ID: "RT-ID-002", Name: "NotFound and AlreadyExists typing", Level: "MUST", Profile: "core", Anchor: "critest", Run: errorTyping},
 		{ID: "RT-ID-003", Name: "Errors leave state unchanged", Level: "MUST", Profile: "core", Anchor: "OCI ErrorsLeaveStateUnchanged", Run: failedStart},
@@ -700,5 +702,81 @@ func recoverStale(t *T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Recover of stale handles took %v, want at most 5s", took)
+	}
+}
+
+func updateResources(t *T) {
+	sb := t.Sandbox(nil)
+	cfg := t.containerConfig("sleep", "600")
+	cfg.Resources = &runtimev1.Resources{MemoryBytes: 64 << 20}
+	c := t.Container(sb, cfg)
+	t.Start(c.Id)
+	t.WaitRunning(c.Id)
+	if _, err := t.Client().UpdateResources(t.Context(), &runtimev1.UpdateResourcesRequest{Id: c.Id, Resources: &runtimev1.Resources{MemoryBytes: 128 << 20}}); err != nil {
+		t.Fatalf("UpdateResources(memory 128Mi): %v", err)
+	}
+	if got := t.Inspect(c.Id).Config.GetResources().GetMemoryBytes(); got != 128<<20 {
+		t.Errorf("inspected memory limit after the update = %d, want %d", got, 128<<20)
+	}
+	st, err := t.Client().Stats(t.Context(), &runtimev1.StatsRequest{Id: c.Id})
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st.MemoryLimitBytes != 128<<20 {
+		t.Errorf("memory limit in force after the update = %d, want %d", st.MemoryLimitBytes, 128<<20)
+	}
+	if got := t.Inspect(c.Id); got.State != runtimev1.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("the container was restarted or stopped by the update: %v", got.State)
+	}
+}
+
+// execStream runs commands through the streaming Exec and returns stdout,
+// stderr and the exit code.
+func execStream(t *T) {
+	sb := t.Sandbox(nil)
+	c := t.RunContainer(sb, "sleep", "600")
+	t.WaitRunning(c.Id)
+	run := func(stdin string, cmd ...string) (string, string, int32) {
+		s, err := t.Client().Exec(t.Context())
+		if err != nil {
+			t.Fatalf("Exec: %v", err)
+		}
+		start := &runtimev1.ExecInput{Input: &runtimev1.ExecInput_Start{Start: &runtimev1.ExecStart{Id: c.Id, Command: cmd, Stdin: stdin != ""}}}
+		if err := s.Send(start); err != nil {
+			t.Fatalf("Exec start %q: %v", cmd, err)
+		}
+		if stdin != "" {
+			if err := s.Send(&runtimev1.ExecInput{Input: &runtimev1.ExecInput_Stdin{Stdin: []byte(stdin)}}); err != nil {
+				t.Fatalf("Exec stdin: %v", err)
+			}
+			if err := s.Send(&runtimev1.ExecInput{Input: &runtimev1.ExecInput_CloseStdin{CloseStdin: true}}); err != nil {
+				t.Fatalf("Exec close stdin: %v", err)
+			}
+		}
+		var out, errOut strings.Builder
+		for {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatalf("Exec %q ended without an exit code: %v", cmd, err)
+			}
+			switch o := m.Output.(type) {
+			case *runtimev1.ExecOutput_Stdout:
+				out.Write(o.Stdout)
+			case *runtimev1.ExecOutput_Stderr:
+				errOut.Write(o.Stderr)
+			case *runtimev1.ExecOutput_ExitCode:
+				_ = s.CloseSend()
+				return out.String(), errOut.String(), o.ExitCode
+			}
+		}
+	}
+	if out, _, code := run("", "sh", "-c", "echo 1; sleep 0.1; echo 2; sleep 0.1; echo 3; exit 5"); out != "1\n2\n3\n" || code != 5 {
+		t.Errorf("streamed output %q exit %d, want \"1\\n2\\n3\\n\" and 5", out, code)
+	}
+	if out, _, code := run("hello through stdin\n", "cat"); out != "hello through stdin\n" || code != 0 {
+		t.Errorf("cat of stdin = %q exit %d, want the input back and 0", out, code)
+	}
+	if _, _, code := run("", "stty", "size"); code == 0 {
+		t.Errorf("stty size without a terminal succeeded; want it to fail (no tty)")
 	}
 }
