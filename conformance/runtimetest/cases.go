@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -611,7 +612,7 @@ func fsIsolation(t *T) {
 	t.WaitRunning(c.Id)
 	marker := "/conformance-" + unique("m")
 	t.Exec(c.Id, 10*time.Second, "touch", marker)
-	if _, err := statHost(marker); err == nil {
+	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("a file created in the container appeared on the host at %s", marker)
 	}
 	r := t.Exec(c.Id, 10*time.Second, "sh", "-c", "cat /etc/shadow 2>/dev/null | grep -c '^root:' ; ls /var/run/*.sock 2>/dev/null | wc -l")

@@ -191,6 +191,3 @@ func trimLines(b []byte) []string {
 	}
 	return strings.Split(s, "\n")
 }
-
-// statHost stats a path on the host, as the conformance runner sees it.
-func statHost(path string) (os.FileInfo, error) { return os.Stat(path) }

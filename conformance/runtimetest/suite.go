@@ -17,7 +17,6 @@ import (
 	"io"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -285,13 +284,4 @@ func (t *T) Eventually(within time.Duration, what string, cond func() bool) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// CaseIDs returns the ids of every case, in order.
-func CaseIDs() []string {
-	var ids []string
-	for _, c := range Cases() {
-		ids = append(ids, c.ID)
-	}
-	return slices.Clip(ids)
 }

@@ -101,7 +101,7 @@ func withToken(t *api.Token, secret string) *api.Token {
 // tenantNotFound rewrites "tenant not found" from a commit into a message
 // that says what to do.
 func tenantNotFound(err error, tenant string) error {
-	if errdefs.IsNotFound(err) && strings.HasPrefix(err.Error(), "tenant ") {
+	if errdefs.IsNotFound(err) && err.Error() == store.NotFound(tenantKind, "", tenant).Error() {
 		return errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("tenant %q not found: create it first (paddock tenant create %s)", tenant, tenant))
 	}
 	return err
@@ -133,16 +133,9 @@ func (s *Server) checkTenantPolicy(ctx context.Context, t *api.Tenant) error {
 func (s *Server) admitTemplate(ctx context.Context, tenant string, spec *api.PodSpec) error {
 	t, err := s.store.Get(ctx, tenantKind, "", tenant)
 	if err != nil {
-		return tenantNotFound(notFoundAs(err, tenant), tenant)
+		return tenantNotFound(err, tenant)
 	}
 	return s.admitPodSpec(ctx, t.(*api.Tenant), spec, "spec.template.spec")
-}
-
-func notFoundAs(err error, tenant string) error {
-	if errdefs.IsNotFound(err) {
-		return errdefs.New(errdefs.ErrNotFound, "tenant "+tenant+" not found")
-	}
-	return err
 }
 
 // admitPodSpec applies a tenant's policy to a pod spec: it fills in the
@@ -224,7 +217,7 @@ func (s *Server) createPod(ctx context.Context, p *api.Pod) (api.Object, error) 
 	for attempt := 0; ; attempt++ {
 		o, err := s.store.Get(ctx, tenantKind, "", tenant)
 		if err != nil {
-			return nil, tenantNotFound(notFoundAs(err, tenant), tenant)
+			return nil, tenantNotFound(err, tenant)
 		}
 		t := o.(*api.Tenant)
 		if !admitted {

@@ -133,9 +133,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, u *User, req *
 		if err != nil {
 			return err
 		}
-		if err := s.filterList(u, req, list); err != nil {
-			return err
-		}
+		s.filterList(u, req, list)
 		for i, o := range list.Items {
 			list.Items[i] = sanitize(o)
 		}
@@ -271,9 +269,9 @@ func (s *Server) listOptions(u *User, req *Request) (store.ListOptions, error) {
 // filterList drops items the caller may not see object by object; no
 // current rule needs it beyond scopeList, but node pod lists are checked
 // again here as defence in depth.
-func (s *Server) filterList(u *User, req *Request, list *api.List) error {
+func (s *Server) filterList(u *User, req *Request, list *api.List) {
 	if u.Role != api.RoleNode || req.Kind.Resource != "pods" {
-		return nil
+		return
 	}
 	kept := list.Items[:0]
 	for _, o := range list.Items {
@@ -282,7 +280,6 @@ func (s *Server) filterList(u *User, req *Request, list *api.List) error {
 		}
 	}
 	list.Items = kept
-	return nil
 }
 
 // watch streams events as newline-delimited JSON until the client goes

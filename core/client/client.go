@@ -379,5 +379,3 @@ func GetAs[T api.Object](ctx context.Context, c *Client, tenant, name string) (T
 	}
 	return o.(T), nil
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

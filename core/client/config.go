@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -75,7 +76,7 @@ func ParseConfig(b []byte) (*Config, error) {
 		return nil, errdefs.New(errdefs.ErrBadRequest, "malformed YAML: "+err.Error())
 	}
 	var cfg Config
-	dec := json.NewDecoder(bytesReader(js))
+	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, errdefs.New(errdefs.ErrBadRequest, err.Error())
