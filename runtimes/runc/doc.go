@@ -25,7 +25,10 @@
 //
 // Stop, signal, exec, update and delete are runc commands run by the
 // plugin (runc kill, exec, update, delete) against runc's state in
-// STATE/runc.
+// STATE/runc. An exec on a terminal runs `runc exec --detach --tty`: the
+// terminal is the container's own, its master comes back over a console
+// socket, and the plugin — a child subreaper — adopts and waits for the
+// process (pty.go).
 //
 // # State
 //

@@ -32,19 +32,24 @@ type execProc struct {
 	tmpDir  string
 }
 
+// execIO is an exec'd process's stdio.
+type execIO struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
 // startExec starts argv in container id with the given stdio.
-func (p *Plugin) startExec(c *container, argv []string, stdin io.Reader, stdout, stderr io.Writer) (*execProc, error) {
-	if len(argv) == 0 || argv[0] == "" {
-		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "command", "a command is required")
+func (p *Plugin) startExec(c *container, argv []string, stdio execIO) (*execProc, error) {
+	if err := checkCommand(argv); err != nil {
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp(c.dir, "exec-")
 	if err != nil {
 		return nil, err
 	}
 	ep := &execProc{pidFile: filepath.Join(tmp, "pid"), tmpDir: tmp}
-	args := []string{"--root", filepath.Join(p.stateDir, "runc"), "exec", "--pid-file", ep.pidFile, c.rec.ID}
-	ep.cmd = exec.Command(p.runcPath(), append(args, argv...)...)
-	ep.cmd.Stdin, ep.cmd.Stdout, ep.cmd.Stderr = stdin, stdout, stderr
+	ep.cmd = exec.Command(p.runcPath(), p.runcExecArgs(c, ep.pidFile, argv)...)
+	ep.cmd.Stdin, ep.cmd.Stdout, ep.cmd.Stderr = stdio.stdin, stdio.stdout, stdio.stderr
 	// A process that leaves children holding the pipes must not keep the
 	// call open forever.
 	ep.cmd.WaitDelay = 2 * time.Second
@@ -53,6 +58,20 @@ func (p *Plugin) startExec(c *container, argv []string, stdin io.Reader, stdout,
 		return nil, fmt.Errorf("runc exec: %w", err)
 	}
 	return ep, nil
+}
+
+func checkCommand(argv []string) error {
+	if len(argv) == 0 || argv[0] == "" {
+		return errdefs.Field(errdefs.ErrInvalidArgument, "command", "a command is required")
+	}
+	return nil
+}
+
+// runcExecArgs is the runc command line that execs argv in container c,
+// with options before the container id.
+func (p *Plugin) runcExecArgs(c *container, pidFile string, argv []string, opts ...string) []string {
+	args := append([]string{"--root", filepath.Join(p.stateDir, "runc"), "exec", "--pid-file", pidFile}, opts...)
+	return append(append(args, c.rec.ID), argv...)
 }
 
 // kill kills the exec'd process (not runc, which would orphan it): by its
@@ -123,7 +142,7 @@ func (p *Plugin) ExecSync(ctx context.Context, r *runtimev1.ExecSyncRequest) (*r
 	}
 	stdout := &limitedBuffer{max: maxExecOutput}
 	stderr := &limitedBuffer{max: maxExecOutput}
-	ep, err := p.startExec(c, r.Command, nil, stdout, stderr)
+	ep, err := p.startExec(c, r.Command, execIO{stdout: stdout, stderr: stderr})
 	if err != nil {
 		return nil, err
 	}
@@ -180,11 +199,11 @@ func (w streamWriter) Write(b []byte) (int, error) {
 }
 
 // Exec runs a command in a running container with streamed stdio. The
-// first message is the start; later ones carry stdin or close it. The
-// last message sent is the exit code. Terminals are not supported yet
-// (Capabilities.exec_tty is false).
+// first message is the start; later ones carry stdin, its close, or (with
+// a terminal) a resize. The last message sent is the exit code. With a
+// terminal, output comes as stdout only, and only the lead process is
+// waited for.
 func (p *Plugin) Exec(s grpc.BidiStreamingServer[runtimev1.ExecInput, runtimev1.ExecOutput]) error {
-	ctx := s.Context()
 	first, err := s.Recv()
 	if err != nil {
 		return err
@@ -193,9 +212,6 @@ func (p *Plugin) Exec(s grpc.BidiStreamingServer[runtimev1.ExecInput, runtimev1.
 	if start == nil {
 		return errdefs.New(errdefs.ErrInvalidArgument, "exec: the first message must be the start")
 	}
-	if start.Tty {
-		return errdefs.New(errdefs.ErrNotImplemented, "exec: terminals are not supported by the runc plugin yet")
-	}
 	c, err := p.lookupContainer(start.Id)
 	if err != nil {
 		return err
@@ -203,7 +219,74 @@ func (p *Plugin) Exec(s grpc.BidiStreamingServer[runtimev1.ExecInput, runtimev1.
 	if _, _, err := p.running(c, "exec"); err != nil {
 		return err
 	}
-	var sendMu sync.Mutex
+	st := &execStream{s: s}
+	if start.Tty {
+		return p.execTTY(st, c, start)
+	}
+	return p.execPipes(st, c, start)
+}
+
+// execStream is an Exec call's stream; sends are serialised.
+type execStream struct {
+	s  grpc.BidiStreamingServer[runtimev1.ExecInput, runtimev1.ExecOutput]
+	mu sync.Mutex
+}
+
+func (st *execStream) writer(stderr bool) io.Writer {
+	return streamWriter{mu: &st.mu, s: st.s, stderr: stderr}
+}
+
+// receive hands the stream's later messages to the callbacks until the
+// client closes its side (which counts as closing stdin).
+func (st *execStream) receive(stdin func([]byte), closeStdin func(), resize func(*runtimev1.Resize)) {
+	for {
+		in, err := st.s.Recv()
+		if err != nil {
+			closeStdin()
+			return
+		}
+		switch v := in.Input.(type) {
+		case *runtimev1.ExecInput_Stdin:
+			stdin(v.Stdin)
+		case *runtimev1.ExecInput_CloseStdin:
+			if v.CloseStdin {
+				closeStdin()
+			}
+		case *runtimev1.ExecInput_Resize:
+			if v.Resize != nil {
+				resize(v.Resize)
+			}
+		}
+	}
+}
+
+// finish waits for the process (killing it if the call ends first), then
+// for drain when set, and sends the exit code.
+func (st *execStream) finish(wait func() (int, error), kill func(), id string, drain func()) error {
+	done := make(chan struct{})
+	var code int
+	var werr error
+	go func() { code, werr = wait(); close(done) }()
+	select {
+	case <-done:
+	case <-st.s.Context().Done():
+		kill()
+		<-done
+		return st.s.Context().Err()
+	}
+	if werr != nil {
+		return fmt.Errorf("exec in container %s: %w", id, werr)
+	}
+	if drain != nil {
+		drain()
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.s.Send(&runtimev1.ExecOutput{Output: &runtimev1.ExecOutput_ExitCode{ExitCode: int32(code)}})
+}
+
+// execPipes runs an exec without a terminal: stdout and stderr apart.
+func (p *Plugin) execPipes(st *execStream, c *container, start *runtimev1.ExecStart) error {
 	// stdin is a real pipe (not an io.Reader os/exec would copy from in a
 	// goroutine that could outlive the process).
 	var stdin io.Reader
@@ -225,50 +308,121 @@ func (p *Plugin) Exec(s grpc.BidiStreamingServer[runtimev1.ExecInput, runtimev1.
 	defer closeStdin()
 	// Each stream gets one copier so that its order is kept; os/exec
 	// copies from the process's pipes into the writers.
-	ep, err := p.startExec(c, start.Command, stdin, streamWriter{mu: &sendMu, s: s}, streamWriter{mu: &sendMu, s: s, stderr: true})
+	ep, err := p.startExec(c, start.Command, execIO{stdin: stdin, stdout: st.writer(false), stderr: st.writer(true)})
 	if err != nil {
 		return err
 	}
 	if pr, ok := stdin.(*os.File); ok {
 		pr.Close() // the child has its copy
 	}
-	done := make(chan struct{})
-	var code int
-	var werr error
-	go func() { code, werr = ep.wait(); close(done) }()
-
-	// Input: stdin data and its close; resize is ignored without a tty.
-	go func() {
-		for {
-			in, err := s.Recv()
-			if err != nil {
-				closeStdin()
-				return
-			}
-			switch v := in.Input.(type) {
-			case *runtimev1.ExecInput_Stdin:
-				if stdinW != nil {
-					stdinW.Write(v.Stdin)
-				}
-			case *runtimev1.ExecInput_CloseStdin:
-				if v.CloseStdin {
-					closeStdin()
-				}
-			}
+	go st.receive(func(b []byte) {
+		if stdinW != nil {
+			stdinW.Write(b)
 		}
+	}, closeStdin, func(*runtimev1.Resize) {})
+	return st.finish(ep.wait, ep.kill, start.Id, nil)
+}
+
+// ttyDrainTimeout bounds how long output still buffered in the terminal
+// is read after the lead process exited.
+const ttyDrainTimeout = 2 * time.Second
+
+// execTTY runs an exec on a terminal of the container's own (see
+// pty.go). Output comes as stdout; closing stdin sends end-of-file (^D)
+// to the terminal, as a user would. The initial size applies as soon as
+// the terminal exists, which may be just after the process started.
+func (p *Plugin) execTTY(st *execStream, c *container, start *runtimev1.ExecStart) error {
+	if err := checkCommand(start.Command); err != nil {
+		return err
+	}
+	sized := start.Width != 0 || start.Height != 0
+	if sized && (start.Width == 0 || start.Height == 0 || start.Width > 0xffff || start.Height > 0xffff) {
+		return errdefs.Field(errdefs.ErrInvalidArgument, "start.width/height", fmt.Sprintf("terminal size %dx%d: want columns and rows between 1 and 65535, or both 0", start.Width, start.Height))
+	}
+	if err := becomeSubreaper(); err != nil {
+		return fmt.Errorf("exec with a terminal: become a child subreaper: %w", err)
+	}
+	sock, err := newConsoleSocket()
+	if err != nil {
+		return err
+	}
+	defer sock.close()
+	tmp, err := os.MkdirTemp(c.dir, "exec-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	pidFile := filepath.Join(tmp, "pid")
+
+	type console struct {
+		master *os.File
+		err    error
+	}
+	got := make(chan console, 1)
+	go func() {
+		m, err := sock.receive(30 * time.Second)
+		got <- console{m, err}
 	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		ep.kill()
-		<-done
-		return ctx.Err()
+	cmd := exec.Command(p.runcPath(), p.runcExecArgs(c, pidFile, start.Command, "--detach", "--tty", "--console-socket", sock.path())...)
+	runcOut := &limitedBuffer{max: 64 << 10}
+	cmd.Stdout, cmd.Stderr = runcOut, runcOut
+	runErr := cmd.Run()
+	if runErr != nil {
+		sock.l.Close()
 	}
-	closeStdin()
-	if werr != nil {
-		return fmt.Errorf("exec in container %s: %w", start.Id, werr)
+	con := <-got
+	pid, pidErr := readPidFile(pidFile)
+	if runErr != nil || con.err != nil || pidErr != nil {
+		if con.master != nil {
+			con.master.Close()
+		}
+		if pidErr == nil {
+			unix.Kill(pid, unix.SIGKILL)
+			waitAdopted(pid)
+		}
+		var ee *exec.ExitError
+		if errors.As(runErr, &ee) {
+			// Like an exec without a terminal: runc's own message and exit
+			// code (no such binary...) are the exec's output and result.
+			st.writer(false).Write(bytes.ReplaceAll(runcOut.buf.Bytes(), []byte("\n"), []byte("\r\n")))
+			return st.finish(func() (int, error) { return ee.ExitCode(), nil }, func() {}, start.Id, nil)
+		}
+		return fmt.Errorf("exec in container %s: %w", start.Id, errors.Join(runErr, con.err, pidErr))
 	}
-	sendMu.Lock()
-	defer sendMu.Unlock()
-	return s.Send(&runtimev1.ExecOutput{Output: &runtimev1.ExecOutput_ExitCode{ExitCode: int32(code)}})
+	master := con.master
+	defer master.Close()
+	if sized {
+		if err := resizePTY(master, start.Width, start.Height); err != nil {
+			p.log.Warn("exec resize", "container", start.Id, "error", err)
+		}
+	}
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		io.Copy(st.writer(false), master)
+	}()
+	var closed sync.Once
+	go st.receive(func(b []byte) {
+		if start.Stdin {
+			master.Write(b)
+		}
+	}, func() {
+		if start.Stdin {
+			closed.Do(func() { master.Write([]byte{4}) })
+		}
+	}, func(r *runtimev1.Resize) {
+		if err := resizePTY(master, r.Width, r.Height); err != nil {
+			p.log.Warn("exec resize", "container", start.Id, "error", err)
+		}
+	})
+	// Once the lead process exited, what is still buffered is read for a
+	// bounded time: the call does not wait for anything else.
+	return st.finish(func() (int, error) { return waitAdopted(pid) }, func() { unix.Kill(pid, unix.SIGKILL) }, start.Id, func() {
+		select {
+		case <-drained:
+		case <-time.After(ttyDrainTimeout):
+			master.SetReadDeadline(time.Now())
+			<-drained
+		}
+	})
 }

@@ -117,13 +117,12 @@ func (p *Plugin) Info(context.Context, *runtimev1.InfoRequest) (*runtimev1.InfoR
 	}, nil
 }
 
-// Capabilities says what the plugin can do. Exec with a terminal is not
-// implemented (no console socket yet): exec_tty is false.
+// Capabilities says what the plugin can do.
 func (p *Plugin) Capabilities(context.Context, *runtimev1.CapabilitiesRequest) (*runtimev1.CapabilitiesResponse, error) {
 	return &runtimev1.CapabilitiesResponse{
 		IsolationClass:  runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE,
 		Exec:            true,
-		ExecTty:         false,
+		ExecTty:         true,
 		Signals:         true,
 		UserNamespaces:  false,
 		Checkpoint:      false,

@@ -191,9 +191,67 @@ func TestExecStream(t *testing.T) {
 	if _, _, code := run([]string{"sh", "-c", "exit " + strconv.Itoa(7)}, nil); code != 7 {
 		t.Errorf("exit code = %d, want 7", code)
 	}
-	in := make(chan *runtimev1.ExecInput, 1)
-	in <- &runtimev1.ExecInput{Input: &runtimev1.ExecInput_Start{Start: &runtimev1.ExecStart{Id: c.Id, Command: []string{"sh"}, Tty: true}}}
-	if err := h.p.Exec(&bidiStream{collectStream: collectStream[runtimev1.ExecOutput]{ctx: t.Context()}, in: in}); !isClass(err, errdefs.ErrNotImplemented) {
-		t.Errorf("Exec(tty) = %v, want NotImplemented (exec_tty is false)", err)
+}
+
+// RT-EX-004: exec on a terminal: CRLF output, the last resize wins
+// (applied before the input after it), input and its end, exit code.
+func TestExecTTY(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	sb := h.sandbox(nil)
+	c := h.run(sb.Id, &runtimev1.ContainerConfig{Name: "tty", Command: []string{"sleep", "1000"}})
+	exec := func(start *runtimev1.ExecStart, input ...*runtimev1.ExecInput) (string, int32) {
+		t.Helper()
+		start.Id, start.Tty = c.Id, true
+		in := make(chan *runtimev1.ExecInput, len(input)+1)
+		in <- &runtimev1.ExecInput{Input: &runtimev1.ExecInput_Start{Start: start}}
+		for _, m := range input {
+			in <- m
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		s := &bidiStream{collectStream: collectStream[runtimev1.ExecOutput]{ctx: ctx}, in: in}
+		if err := h.p.Exec(s); err != nil {
+			t.Fatalf("Exec(%q): %v", start.Command, err)
+		}
+		var out strings.Builder
+		code := int32(-1)
+		for _, m := range s.snapshot() {
+			switch v := m.Output.(type) {
+			case *runtimev1.ExecOutput_Stdout:
+				out.Write(v.Stdout)
+			case *runtimev1.ExecOutput_Stderr:
+				t.Errorf("stderr %q on a terminal, want everything on stdout", v.Stderr)
+			case *runtimev1.ExecOutput_ExitCode:
+				code = v.ExitCode
+			}
+		}
+		return out.String(), code
+	}
+	stdin := func(s string) *runtimev1.ExecInput {
+		return &runtimev1.ExecInput{Input: &runtimev1.ExecInput_Stdin{Stdin: []byte(s)}}
+	}
+	resize := func(w, h uint32) *runtimev1.ExecInput {
+		return &runtimev1.ExecInput{Input: &runtimev1.ExecInput_Resize{Resize: &runtimev1.Resize{Width: w, Height: h}}}
+	}
+	if out, code := exec(&runtimev1.ExecStart{Command: []string{"sh", "-c", "echo a; echo b; exit 5"}}); out != "a\r\nb\r\n" || code != 5 {
+		t.Errorf("output = %q exit %d, want \"a\\r\\nb\\r\\n\" exit 5", out, code)
+	}
+	// An interactive shell: two resizes, then stty size; the last wins.
+	out, code := exec(&runtimev1.ExecStart{Command: []string{"sh"}, Stdin: true, Width: 80, Height: 24},
+		resize(120, 40), resize(100, 100), stdin("stty size; exit 3\n"))
+	if !strings.Contains(out, "100 100\r\n") || code != 3 {
+		t.Errorf("stty size after resizes: output %q exit %d, want \"100 100\" and exit 3", out, code)
+	}
+	// Closing stdin ends the input: cat sees end-of-file and exits 0.
+	if out, code := exec(&runtimev1.ExecStart{Command: []string{"cat"}, Stdin: true}, stdin("hi\n"), &runtimev1.ExecInput{Input: &runtimev1.ExecInput_CloseStdin{CloseStdin: true}}); !strings.Contains(out, "hi\r\n") || code != 0 {
+		t.Errorf("cat with stdin then close: output %q exit %d, want hi and exit 0", out, code)
+	}
+	// Only the lead process is waited for.
+	if _, code := exec(&runtimev1.ExecStart{Command: []string{"sh", "-c", "sleep 600 & exit 4"}}); code != 4 {
+		t.Errorf("exit with a background child = %d, want 4", code)
+	}
+	if out, code := exec(&runtimev1.ExecStart{Command: []string{"/no/such/binary"}}); code == 0 || !strings.Contains(out, "no/such/binary") {
+		t.Errorf("missing binary: output %q exit %d, want runc's message and a non-zero exit", out, code)
 	}
 }

@@ -237,7 +237,7 @@ func TestSetConfig(t *testing.T) {
 		}
 	}
 	caps, err := p.Capabilities(ctx, &runtimev1.CapabilitiesRequest{})
-	if err != nil || caps.IsolationClass != runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE || !caps.Exec || caps.ExecTty || caps.ContainersTiedToPlugin {
+	if err != nil || caps.IsolationClass != runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE || !caps.Exec || !caps.ExecTty || caps.ContainersTiedToPlugin {
 		t.Errorf("Capabilities = %v, %v", caps, err)
 	}
 }
