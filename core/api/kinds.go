@@ -89,6 +89,11 @@ var Kinds = []*Kind{
 			t := o.(*Token)
 			return map[string]string{"spec.tenant": t.Spec.Tenant, "spec.role": string(t.Spec.Role), "spec.node": t.Spec.Node}
 		}},
+	{Kind: "Lease", Resource: "leases", Singular: "lease",
+		newObject: func() Object { return &Lease{} },
+		fields: func(o Object) map[string]string {
+			return map[string]string{"spec.holderIdentity": o.(*Lease).Spec.HolderIdentity}
+		}},
 	{Kind: "Pod", Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, TenantScoped: true, HasStatus: true,
 		newObject: func() Object { return &Pod{} },
 		fields: func(o Object) map[string]string {
@@ -210,6 +215,9 @@ func (c *ConfigMap) GetObjectMeta() *ObjectMeta { return &c.Metadata }
 
 // GetObjectMeta implements Object.
 func (e *Event) GetObjectMeta() *ObjectMeta { return &e.Metadata }
+
+// GetObjectMeta implements Object.
+func (l *Lease) GetObjectMeta() *ObjectMeta { return &l.Metadata }
 
 // statusField returns obj's Status field, or an invalid Value when its kind
 // has none.

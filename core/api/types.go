@@ -648,3 +648,26 @@ type EventSource struct {
 	Component string `json:"component,omitempty"`
 	Host      string `json:"host,omitempty"`
 }
+
+// ---- Lease ---------------------------------------------------------------
+
+// Lease is a lock held for a while and renewed by its holder: node agents
+// heartbeat through theirs ("node-NODE"), and the controllers' leader
+// holds one. It is cluster-scoped.
+type Lease struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     LeaseSpec  `json:"spec"`
+}
+
+// LeaseSpec says who holds a lease and until when.
+type LeaseSpec struct {
+	HolderIdentity       string `json:"holderIdentity,omitempty"`
+	LeaseDurationSeconds int32  `json:"leaseDurationSeconds,omitempty"`
+	AcquireTime          *Time  `json:"acquireTime,omitempty"`
+	RenewTime            *Time  `json:"renewTime,omitempty"`
+	LeaseTransitions     int32  `json:"leaseTransitions,omitempty"`
+}
+
+// NodeLeaseName is the name of the lease node's agent heartbeats with.
+func NodeLeaseName(node string) string { return "node-" + node }

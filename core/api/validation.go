@@ -119,6 +119,10 @@ func Validate(obj Object) error {
 				}
 			}
 		})
+	case *Lease:
+		if o.Spec.LeaseDurationSeconds < 0 {
+			p.add("spec.leaseDurationSeconds", "must be 0 or more")
+		}
 	case *Event:
 		p.required("involvedObject.kind", o.InvolvedObject.Kind)
 		p.required("involvedObject.name", o.InvolvedObject.Name)

@@ -143,6 +143,11 @@ func authorizeNode(u *User, r *Request, read bool) error {
 		if read {
 			return nil
 		}
+	case "leases":
+		if r.Verb == VerbCreate || (r.Name == api.NodeLeaseName(u.Node) && r.Verb != VerbDelete) {
+			return nil // create is checked per object
+		}
+		return forbidden(u, r, fmt.Sprintf("a node holds only its own lease %q", api.NodeLeaseName(u.Node)))
 	}
 	return forbidden(u, r, "not allowed for role node")
 }
@@ -161,6 +166,10 @@ func authorizeObject(u *User, r *Request, obj api.Object) error {
 		}
 		if r.Verb == VerbUpdate && r.Subresource != "status" {
 			return forbidden(u, r, "a node writes only pod status")
+		}
+	case u.Role == api.RoleNode && r.Kind.Resource == "leases":
+		if obj == nil || obj.GetObjectMeta().Name != api.NodeLeaseName(u.Node) {
+			return forbidden(u, r, fmt.Sprintf("a node holds only its own lease %q", api.NodeLeaseName(u.Node)))
 		}
 	case u.Role == api.RoleNode && r.Kind.Resource == "nodes":
 		if obj == nil || obj.GetObjectMeta().Name != u.Node {
@@ -183,7 +192,7 @@ func authorizeObject(u *User, r *Request, obj api.Object) error {
 func needsObjectCheck(u *User, r *Request) bool {
 	switch {
 	case u.Role == api.RoleNode:
-		return r.Kind.Resource == "pods" || r.Kind.Resource == "nodes"
+		return r.Kind.Resource == "pods" || r.Kind.Resource == "nodes" || r.Kind.Resource == "leases"
 	case u.tenantRole():
 		return r.Kind.Resource == "tokens"
 	}

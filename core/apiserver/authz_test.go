@@ -130,6 +130,13 @@ func TestAuthorize(t *testing.T) {
 		{node, "POST", "/api/v1/tenants/acme/events", true},
 		{node, "GET", "/api/v1/tenants/acme/secrets/s", false},
 		{node, "POST", "/api/v1/tenants", false},
+		{node, "GET", "/api/v1/leases/node-n1", true},
+		{node, "PUT", "/api/v1/leases/node-n1", true},
+		{node, "POST", "/api/v1/leases", true}, // checked per object
+		{node, "PUT", "/api/v1/leases/node-n2", false},
+		{node, "PUT", "/api/v1/leases/paddock-controllers", false},
+		{node, "DELETE", "/api/v1/leases/node-n1", false},
+		{node, "GET", "/api/v1/leases", false},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.user.Role)+" "+tc.method+" "+tc.target, func(t *testing.T) {
@@ -161,6 +168,8 @@ func TestAuthorizeObject(t *testing.T) {
 		{"node reads a missing pod", node, mustParse(t, "GET", "/api/v1/tenants/acme/pods/p"), nil, false},
 		{"node writes its pod's status", node, mustParse(t, "PUT", "/api/v1/tenants/acme/pods/p/status"), mine, true},
 		{"node writes its pod's spec", node, mustParse(t, "PUT", "/api/v1/tenants/acme/pods/p"), mine, false},
+		{"node creates its lease", node, mustParse(t, "POST", "/api/v1/leases"), &api.Lease{Metadata: api.ObjectMeta{Name: "node-n1"}}, true},
+		{"node creates another's lease", node, mustParse(t, "POST", "/api/v1/leases"), &api.Lease{Metadata: api.ObjectMeta{Name: "node-n2"}}, false},
 		{"node registers itself", node, mustParse(t, "POST", "/api/v1/nodes"), &api.Node{Metadata: api.ObjectMeta{Name: "n1"}}, true},
 		{"node registers another", node, mustParse(t, "POST", "/api/v1/nodes"), &api.Node{Metadata: api.ObjectMeta{Name: "n2"}}, false},
 		{"tenant admin makes an edit token", acmeAdmin, mustParse(t, "POST", "/api/v1/tokens"), &api.Token{Spec: api.TokenSpec{Role: api.RoleEdit, Tenant: "acme"}}, true},

@@ -24,7 +24,7 @@ func TestParseResourceArgs(t *testing.T) {
 		{name: "kind/name of several kinds", args: []string{"pod/web", "svc/web", "po/db"}, order: []string{"pods", "services"},
 			want: map[string][]string{"pods": {"web", "db"}, "services": {"web"}}},
 		{name: "nothing", args: nil, wantErr: "want a resource type, one of tenants, nodes"},
-		{name: "unknown kind", args: []string{"podz"}, wantErr: `unknown resource type "podz": want one of tenants, nodes, runtimeclasses, tokens, pods`},
+		{name: "unknown kind", args: []string{"podz"}, wantErr: `unknown resource type "podz": want one of tenants, nodes, runtimeclasses, tokens, leases, pods`},
 		{name: "unknown kind in kind/name", args: []string{"podz/web"}, wantErr: `unknown resource type "podz"`},
 		{name: "unknown kind in a list", args: []string{"pods,podz"}, wantErr: `unknown resource type "podz"`},
 		{name: "empty name", args: []string{"pod/"}, wantErr: `"pod/": want KIND/NAME such as pod/web`},

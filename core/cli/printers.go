@@ -154,6 +154,12 @@ var tables = map[string]tableDef{
 		col("ISOLATION", func(r *api.RuntimeClass) string { return orNone(string(r.Spec.Isolation)) }),
 		ageColumn,
 	}},
+	"leases": {columns: []column{
+		nameColumn,
+		col("HOLDER", func(l *api.Lease) string { return orNone(l.Spec.HolderIdentity) }),
+		col("RENEWED", func(l *api.Lease) string { return age(l.Spec.RenewTime, time.Now()) + " ago" }),
+		ageColumn,
+	}},
 	"tokens": {columns: []column{
 		nameColumn,
 		col("ROLE", func(t *api.Token) string { return orNone(string(t.Spec.Role)) }),
