@@ -27,7 +27,11 @@ type ObjectMeta struct {
 	Annotations       map[string]string `json:"annotations,omitempty"`
 	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty"`
 	CreationTimestamp *Time             `json:"creationTimestamp,omitempty"`
-	DeletionTimestamp *Time             `json:"deletionTimestamp,omitempty"`
+	// DeletionTimestamp is set when a graceful deletion began: a pod
+	// bound to a node is removed once its agent stopped its containers,
+	// within DeletionGracePeriodSeconds.
+	DeletionTimestamp          *Time  `json:"deletionTimestamp,omitempty"`
+	DeletionGracePeriodSeconds *int64 `json:"deletionGracePeriodSeconds,omitempty"`
 }
 
 // OwnerReference points at the object that owns this one (a ReplicaSet owns

@@ -39,7 +39,7 @@ func (s *Server) create(ctx context.Context, u *User, req *Request, obj api.Obje
 	default:
 		api.ClearStatus(obj)
 	}
-	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp = "", "", 0, nil, nil
+	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.DeletionGracePeriodSeconds = "", "", 0, nil, nil, nil
 	// Who may create this object is decided before whether it is valid:
 	// a refusal must not depend on the details of the request.
 	if needsObjectCheck(u, req) {
@@ -335,7 +335,8 @@ func (s *Server) merge(ctx context.Context, req *Request, cur, sent api.Object) 
 	}
 	next := api.Clone(sent)
 	nm := next.GetObjectMeta()
-	nm.UID, nm.CreationTimestamp, nm.DeletionTimestamp, nm.Generation = cm.UID, cm.CreationTimestamp, cm.DeletionTimestamp, cm.Generation
+	nm.UID, nm.CreationTimestamp, nm.Generation = cm.UID, cm.CreationTimestamp, cm.Generation
+	nm.DeletionTimestamp, nm.DeletionGracePeriodSeconds = cm.DeletionTimestamp, cm.DeletionGracePeriodSeconds
 	api.CopyStatus(next, cur)
 	api.KeepAssigned(next, cur)
 	if err := api.ValidateUpdate(next, cur); err != nil {
@@ -423,42 +424,6 @@ func (s *Server) delete(ctx context.Context, u *User, req *Request) (api.Object,
 		return s.deleteTenant(ctx, req.Name, rv)
 	}
 	return s.store.Delete(ctx, req.Kind, req.Tenant, req.Name, rv)
-}
-
-func (s *Server) deletePod(ctx context.Context, u *User, req *Request, rv int64) (api.Object, error) {
-	lock := s.tenantLock(req.Tenant)
-	lock.Lock()
-	defer lock.Unlock()
-	for attempt := 0; ; attempt++ {
-		o, err := s.store.Get(ctx, podKind, req.Tenant, req.Name)
-		if err != nil {
-			return nil, err
-		}
-		p := o.(*api.Pod)
-		prv, _ := store.ParseResourceVersion(p.Metadata.ResourceVersion)
-		if rv != 0 && rv != prv {
-			return nil, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("pod %q was changed by someone else: read it again and retry", req.Name))
-		}
-		ops := []store.Op{store.OpDelete(podKind, req.Tenant, req.Name, prv)}
-		if !api.PodFinished(p) {
-			to, err := s.store.Get(ctx, tenantKind, "", req.Tenant)
-			if err == nil {
-				t := to.(*api.Tenant)
-				releasePod(t, p)
-				ops = append(ops, store.OpUpdate(t))
-			} else if !errdefs.IsNotFound(err) {
-				return nil, err
-			}
-		}
-		_, err = s.store.Commit(ctx, ops...)
-		if errdefs.IsConflict(err) && attempt < maxQuotaAttempts {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
-	}
 }
 
 // deleteTenant deletes a tenant with every object and token in it, in one

@@ -16,6 +16,25 @@ type deleteOptions struct {
 	files          fileFlags
 	selector       string
 	ignoreNotFound bool
+	gracePeriod    int64
+	force          bool
+}
+
+// clientOptions turns --grace-period and --force into the API's options.
+func (o *deleteOptions) clientOptions() (client.DeleteOptions, error) {
+	switch {
+	case o.force && o.gracePeriod > 0:
+		return client.DeleteOptions{}, fmt.Errorf("--force removes pods at once; it cannot be combined with --grace-period %d", o.gracePeriod)
+	case o.force:
+		zero := int64(0)
+		return client.DeleteOptions{GracePeriodSeconds: &zero}, nil
+	case o.gracePeriod < -1:
+		return client.DeleteOptions{}, fmt.Errorf("--grace-period %d: want seconds (0 or more), or -1 for each pod's own", o.gracePeriod)
+	case o.gracePeriod >= 0:
+		g := o.gracePeriod
+		return client.DeleteOptions{GracePeriodSeconds: &g}, nil
+	}
+	return client.DeleteOptions{}, nil
 }
 
 func newDeleteCmd(g *globals) *cobra.Command {
@@ -25,11 +44,15 @@ func newDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete objects by name, by label selector or as named in manifests",
 		Long: `Delete objects: named on the command line, every object of a kind in the
 tenant that matches -l, or the objects of manifests (-f). Deleting a tenant
-deletes every object in it.`,
+deletes every object in it. A pod running on a node terminates gracefully:
+its containers get SIGTERM and --grace-period seconds (default: the pod's
+terminationGracePeriodSeconds) before SIGKILL, and it is gone once its node
+has stopped them; --force removes it at once.`,
 		Example: `  paddock delete pod web -t acme
   paddock delete pod/web svc/web
   paddock delete pods -l app=web
-  paddock delete -f manifests/`,
+  paddock delete -f manifests/
+  paddock delete pod web --grace-period 5`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.runDelete(cmd, &o, args)
 		},
@@ -37,6 +60,8 @@ deletes every object in it.`,
 	o.files.register(cmd, "manifests whose objects to delete")
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "delete every object of the kind in the tenant that matches this label selector")
 	cmd.Flags().BoolVar(&o.ignoreNotFound, "ignore-not-found", false, "treat objects that do not exist as deleted")
+	cmd.Flags().Int64Var(&o.gracePeriod, "grace-period", -1, "seconds a pod gets to stop after SIGTERM (-1: the pod's own terminationGracePeriodSeconds)")
+	cmd.Flags().BoolVar(&o.force, "force", false, "remove pods at once, without waiting for their node to stop them")
 	return cmd
 }
 
@@ -49,6 +74,10 @@ type deleteTarget struct {
 
 func (g *globals) runDelete(cmd *cobra.Command, o *deleteOptions, args []string) error {
 	ctx := cmd.Context()
+	opts, err := o.clientOptions()
+	if err != nil {
+		return err
+	}
 	if len(o.files.files) > 0 {
 		if len(args) > 0 || o.selector != "" {
 			return errors.New("-f cannot be combined with KIND NAME arguments or --selector")
@@ -78,7 +107,7 @@ func (g *globals) runDelete(cmd *cobra.Command, o *deleteOptions, args []string)
 				targets = append(targets, t)
 			}
 		}
-		return g.deleteAll(ctx, c, targets, o.ignoreNotFound)
+		return g.deleteAll(ctx, c, targets, o.ignoreNotFound, opts)
 	}
 
 	groups, err := parseResourceArgs(args)
@@ -123,16 +152,18 @@ func (g *globals) runDelete(cmd *cobra.Command, o *deleteOptions, args []string)
 			targets = append(targets, deleteTarget{kind: gr.kind, tenant: tenant, name: name})
 		}
 	}
-	return g.deleteAll(ctx, c, targets, o.ignoreNotFound)
+	return g.deleteAll(ctx, c, targets, o.ignoreNotFound, opts)
 }
 
 // deleteAll deletes targets in order, going on after an error, and prints
 // `pod "web" deleted` for each.
-func (g *globals) deleteAll(ctx context.Context, c *client.Client, targets []deleteTarget, ignoreNotFound bool) error {
+func (g *globals) deleteAll(ctx context.Context, c *client.Client, targets []deleteTarget, ignoreNotFound bool, opts client.DeleteOptions) error {
 	errs := newErrorSink(g.errOut, len(targets))
 	for _, t := range targets {
-		_, err := c.Delete(ctx, t.kind, t.tenant, t.name)
+		out, err := c.DeleteWith(ctx, t.kind, t.tenant, t.name, opts)
 		switch {
+		case err == nil && out != nil && out.GetObjectMeta().DeletionTimestamp != nil:
+			fmt.Fprintf(g.out, "%s %q terminating\n", t.kind.Singular, t.name)
 		case err == nil:
 			fmt.Fprintf(g.out, "%s %q deleted\n", t.kind.Singular, t.name)
 		case errdefs.IsNotFound(err) && ignoreNotFound:

@@ -224,9 +224,26 @@ func (c *Client) UpdateStatus(ctx context.Context, obj api.Object) (api.Object, 
 	return c.doObject(ctx, http.MethodPut, Path(k, c.tenantOf(k, obj), m.Name)+"/status", nil, k, obj)
 }
 
-// Delete deletes one object and returns it as it was.
+// Delete deletes one object and returns it as it was — or, for a pod
+// deleted gracefully, as it is now: terminating, with a deletionTimestamp.
 func (c *Client) Delete(ctx context.Context, k *api.Kind, tenant, name string) (api.Object, error) {
-	return c.doObject(ctx, http.MethodDelete, Path(k, tenant, name), nil, k, nil)
+	return c.DeleteWith(ctx, k, tenant, name, DeleteOptions{})
+}
+
+// DeleteOptions tunes a delete.
+type DeleteOptions struct {
+	// GracePeriodSeconds overrides a pod's termination grace period; 0
+	// removes it at once without waiting for its node.
+	GracePeriodSeconds *int64
+}
+
+// DeleteWith deletes one object with options.
+func (c *Client) DeleteWith(ctx context.Context, k *api.Kind, tenant, name string, opts DeleteOptions) (api.Object, error) {
+	var q url.Values
+	if opts.GracePeriodSeconds != nil {
+		q = url.Values{"gracePeriodSeconds": {strconv.FormatInt(*opts.GracePeriodSeconds, 10)}}
+	}
+	return c.doObject(ctx, http.MethodDelete, Path(k, tenant, name), q, k, nil)
 }
 
 // ListOptions narrows a list or watch.
