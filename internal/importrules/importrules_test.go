@@ -129,6 +129,12 @@ var rules = []rule{
 		why:      "core/errdefs is a leaf that plugin contracts and plugins depend on; it imports nothing from Paddock",
 	},
 	{
+		importer: []string{mod("internal/netns/...")},
+		forbid:   []string{mod("...")},
+		allow:    []string{mod("internal/netns/...")},
+		why:      "internal/netns is a leaf shared by runtime plugins and the node agent; it imports nothing from Paddock",
+	},
+	{
 		importer: []string{mod("core/api/...")},
 		forbid:   []string{mod("...")},
 		allow:    []string{mod("core/api/..."), mod("core/errdefs/...")},

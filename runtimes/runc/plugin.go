@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/internal/netns"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"github.com/paddock-dev/paddock/runtimes/internal/oci"
 	"golang.org/x/sys/unix"
@@ -324,8 +325,8 @@ func (p *Plugin) restoreSandbox(sb *sandbox) {
 	if sb.rec.OwnNetns {
 		var st unix.Statfs_t
 		if err := unix.Statfs(sb.rec.NetnsPath, &st); err != nil || st.Type != unix.NSFS_MAGIC {
-			removeNetns(sb.rec.NetnsPath)
-			if err := createNetns(sb.rec.NetnsPath); err != nil {
+			netns.Remove(sb.rec.NetnsPath)
+			if err := netns.Create(sb.rec.NetnsPath); err != nil {
 				p.log.Warn("restore the sandbox network namespace", "sandbox", sb.rec.ID, "err", err)
 			}
 		}

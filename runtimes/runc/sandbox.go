@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/internal/netns"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -232,7 +233,7 @@ func (p *Plugin) makeSandbox(sb *sandbox, cg *cgroupLayout) error {
 	if sb.rec.NetnsPath == "" {
 		path := filepath.Join(sb.dir, "netns")
 		sb.rec.OwnNetns = true // from here on, cleanup removes it
-		if err := createNetns(path); err != nil {
+		if err := netns.Create(path); err != nil {
 			return err
 		}
 		sb.rec.NetnsPath = path
@@ -248,7 +249,7 @@ func (p *Plugin) cleanupSandbox(sb *sandbox, cg *cgroupLayout) error {
 		errs = append(errs, err)
 	}
 	if sb.rec.OwnNetns {
-		if err := removeNetns(filepath.Join(sb.dir, "netns")); err != nil {
+		if err := netns.Remove(filepath.Join(sb.dir, "netns")); err != nil {
 			errs = append(errs, err)
 		}
 	}
