@@ -168,7 +168,12 @@ func authorizeObject(u *User, r *Request, obj api.Object) error {
 			return forbidden(u, r, "a node writes only pod status")
 		}
 	case u.Role == api.RoleNode && r.Kind.Resource == "leases":
-		if obj == nil || obj.GetObjectMeta().Name != api.NodeLeaseName(u.Node) {
+		// Its own lease, existing or not (its name is no secret to it).
+		name := r.Name
+		if obj != nil {
+			name = obj.GetObjectMeta().Name
+		}
+		if name != api.NodeLeaseName(u.Node) {
 			return forbidden(u, r, fmt.Sprintf("a node holds only its own lease %q", api.NodeLeaseName(u.Node)))
 		}
 	case u.Role == api.RoleNode && r.Kind.Resource == "nodes":

@@ -169,6 +169,8 @@ func TestAuthorizeObject(t *testing.T) {
 		{"node writes its pod's status", node, mustParse(t, "PUT", "/api/v1/tenants/acme/pods/p/status"), mine, true},
 		{"node writes its pod's spec", node, mustParse(t, "PUT", "/api/v1/tenants/acme/pods/p"), mine, false},
 		{"node creates its lease", node, mustParse(t, "POST", "/api/v1/leases"), &api.Lease{Metadata: api.ObjectMeta{Name: "node-n1"}}, true},
+		{"node reads its missing lease", node, mustParse(t, "GET", "/api/v1/leases/node-n1"), nil, true},
+		{"node reads another's missing lease", node, mustParse(t, "GET", "/api/v1/leases/node-n2"), nil, false},
 		{"node creates another's lease", node, mustParse(t, "POST", "/api/v1/leases"), &api.Lease{Metadata: api.ObjectMeta{Name: "node-n2"}}, false},
 		{"node registers itself", node, mustParse(t, "POST", "/api/v1/nodes"), &api.Node{Metadata: api.ObjectMeta{Name: "n1"}}, true},
 		{"node registers another", node, mustParse(t, "POST", "/api/v1/nodes"), &api.Node{Metadata: api.ObjectMeta{Name: "n2"}}, false},

@@ -180,7 +180,10 @@ func (s *Server) get(ctx context.Context, u *User, req *Request) (api.Object, er
 	obj, err := s.store.Get(ctx, req.Kind, req.Tenant, req.Name)
 	if needsObjectCheck(u, req) {
 		if errdefs.IsNotFound(err) {
-			return nil, authorizeObject(u, req, nil)
+			if aerr := authorizeObject(u, req, nil); aerr != nil {
+				return nil, aerr
+			}
+			return nil, err
 		}
 		if err == nil {
 			if err := authorizeObject(u, req, obj); err != nil {

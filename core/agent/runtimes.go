@@ -1,0 +1,305 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/paddock-dev/paddock/core/api"
+	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/plugins/pluginhost"
+	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+)
+
+// runtimes are the agent's runtime plugins, by plugin name.
+type runtimes struct {
+	host *pluginhost.Host
+	mu   sync.Mutex
+	byName map[string]*pluginhost.Instance
+	order  []string
+}
+
+// launchRuntimes starts (or reattaches to) every configured plugin.
+func (a *Agent) launchRuntimes(ctx context.Context) error {
+	host, err := pluginhost.New(pluginhost.Config{
+		StateDir: filepath.Join(a.cfg.DataDir, "plugins"),
+		Logger:   a.log,
+		OnEvent:  a.pluginEvent,
+	})
+	if err != nil {
+		return err
+	}
+	a.rt = &runtimes{host: host, byName: map[string]*pluginhost.Instance{}}
+	for _, r := range a.cfg.Runtimes {
+		inst, err := host.Launch(ctx, pluginhost.RuntimeKind, r.Name, r.Path, r.Config)
+		if err != nil {
+			host.Close()
+			return fmt.Errorf("runtime plugin %s: %w", r.Name, err)
+		}
+		how := "started"
+		if inst.Reattached() {
+			how = "reattached"
+		}
+		a.log.Info("runtime plugin "+how, "plugin", r.Name, "pid", inst.PID(), "version", inst.Info().Version)
+		a.rt.byName[r.Name] = inst
+		a.rt.order = append(a.rt.order, r.Name)
+	}
+	return nil
+}
+
+// client returns the named plugin's current client.
+func (r *runtimes) client(name string) (*runtimev1.Client, error) {
+	r.mu.Lock()
+	inst := r.byName[name]
+	r.mu.Unlock()
+	if inst == nil {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime plugin %q is not run by this node", name))
+	}
+	return inst.Runtime()
+}
+
+// names returns the plugins' names in configuration order.
+func (r *runtimes) names() []string { return slices.Clone(r.order) }
+
+// each calls fn with every plugin's client, collecting errors.
+func (r *runtimes) each(fn func(name string, c *runtimev1.Client) error) error {
+	var errs []error
+	for _, name := range r.order {
+		c, err := r.client(name)
+		if err == nil {
+			err = fn(name, c)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("runtime %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runtimeFor resolves a pod's runtime class to its plugin's client and
+// the handler to ask for.
+func (a *Agent) runtimeFor(pod *api.Pod) (name string, c *runtimev1.Client, handler string, err error) {
+	class := pod.Spec.RuntimeClassName
+	obj, ok := a.classes.Get(class)
+	if !ok {
+		return "", nil, "", errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime class %q does not exist", class))
+	}
+	rc := obj.(*api.RuntimeClass)
+	c, err = a.rt.client(rc.Spec.Plugin)
+	return rc.Spec.Plugin, c, rc.Spec.Handler, err
+}
+
+// offeredClasses lists the runtime classes whose plugin this node runs.
+func (a *Agent) offeredClasses() []string {
+	var out []string
+	for _, o := range a.classes.List() {
+		rc := o.(*api.RuntimeClass)
+		if slices.Contains(a.rt.order, rc.Spec.Plugin) {
+			out = append(out, rc.Metadata.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pluginEvent reacts to plugin restarts: the new process gets the
+// handles of the sandboxes it had, then every pod is synced.
+func (a *Agent) pluginEvent(ev pluginhost.Event) {
+	switch ev.Type {
+	case pluginhost.EventExited:
+		a.log.Warn("runtime plugin exited; restarting it", "plugin", ev.Plugin, "pid", ev.PID)
+	case pluginhost.EventRestartFailed:
+		a.log.Error("runtime plugin restart failed", "plugin", ev.Plugin, "error", ev.Err)
+	case pluginhost.EventRestarted:
+		go func() {
+			a.recoverSandboxes(context.Background(), ev.Plugin)
+			a.resyncAll()
+		}()
+	}
+}
+
+// ---- sandbox records --------------------------------------------------
+
+// sandboxRecord is what the agent keeps about a sandbox it created, to
+// hand the plugin back after a restart and to find the pod's network
+// namespace.
+type sandboxRecord struct {
+	Plugin string `json:"plugin"`
+	ID     string `json:"id"`
+	Handle []byte `json:"handle"`
+	Pod    string `json:"pod"` // tenant/name
+	UID    string `json:"uid"`
+	Netns  string `json:"netns,omitempty"`
+}
+
+func (a *Agent) recordPath(id string) string {
+	return filepath.Join(a.cfg.DataDir, "sandboxes", id+".json")
+}
+
+func (a *Agent) saveRecord(r sandboxRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(a.recordPath(r.ID), b)
+}
+
+func (a *Agent) loadRecords() []sandboxRecord {
+	paths, _ := filepath.Glob(filepath.Join(a.cfg.DataDir, "sandboxes", "*.json"))
+	var out []sandboxRecord
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		var r sandboxRecord
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		if err != nil || r.ID == "" {
+			a.log.Warn("unreadable sandbox record; ignoring it", "path", p, "error", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (a *Agent) record(id string) (sandboxRecord, bool) {
+	b, err := os.ReadFile(a.recordPath(id))
+	var r sandboxRecord
+	if err == nil && json.Unmarshal(b, &r) == nil {
+		return r, true
+	}
+	return r, false
+}
+
+func (a *Agent) dropRecord(id string) {
+	os.Remove(a.recordPath(id))
+}
+
+// recoverSandboxes hands a plugin (all plugins when name is "") the
+// handles of the sandboxes recorded for it. Records of sandboxes the
+// plugin no longer knows are dropped, with their network namespaces.
+func (a *Agent) recoverSandboxes(ctx context.Context, name string) {
+	for _, r := range a.loadRecords() {
+		if name != "" && r.Plugin != name {
+			continue
+		}
+		c, err := a.rt.client(r.Plugin)
+		if err != nil {
+			continue
+		}
+		if _, err := c.Recover(ctx, &runtimev1.RecoverRequest{Handle: r.Handle}); err != nil {
+			if errdefs.IsNotFound(err) {
+				a.log.Info("sandbox gone; dropping its record", "sandbox", r.ID, "pod", r.Pod)
+				a.removeNetns(r.Netns)
+				a.dropRecord(r.ID)
+				continue
+			}
+			a.log.Warn("recover sandbox", "sandbox", r.ID, "pod", r.Pod, "error", err)
+		}
+	}
+}
+
+// ---- images -----------------------------------------------------------
+
+// importArchives imports every image archive in DATA_DIR/import into
+// every plugin (like an air-gapped node's preloaded images).
+func (a *Agent) importArchives(ctx context.Context) error {
+	dir := filepath.Join(a.cfg.DataDir, "import")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tar") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		err := a.rt.each(func(name string, c *runtimev1.Client) error {
+			imgs, err := importArchive(ctx, c, path)
+			if err == nil {
+				a.log.Info("imported image archive", "archive", path, "plugin", name, "images", imgs)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("import %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// importArchive streams an archive to a plugin's image service.
+func importArchive(ctx context.Context, c *runtimev1.Client, path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	stream, err := c.ImportImage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if err := stream.Send(&runtimev1.ImportChunk{Data: buf[:n]}); err != nil {
+				_, rerr := stream.CloseAndRecv()
+				return nil, errors.Join(err, rerr)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			stream.CloseAndRecv()
+			return nil, err
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, img := range resp.Images {
+		refs = append(refs, img.Ref)
+	}
+	return refs, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so that a crash leaves the old or the new content.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
