@@ -81,6 +81,9 @@ Start a cluster with 'paddock up', then use the client commands against it:
 		newUpCmd(g),
 		newEtcdCmd(g),
 		newVersionCmd(g),
+		newRunCmd(g),
+		newScaleCmd(g),
+		newRolloutCmd(g),
 	)
 	addClientCommands(root, g)
 	return root

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paddock-dev/paddock/core/controller"
 	"github.com/paddock-dev/paddock/core/server"
 	"github.com/paddock-dev/paddock/core/store"
 	"github.com/spf13/cobra"
@@ -41,8 +42,29 @@ func (f *serverFlags) register(cmd *cobra.Command, listen string) {
 	fl.StringVar(&f.cfg.EtcdClientURL, "etcd-client-url", "", "also serve the embedded etcd's client API on this loopback URL (e.g. http://127.0.0.1:2379)")
 	fl.StringSliceVar(&f.cfg.TLSSANs, "tls-san", nil, "extra host names or IPs for the serving certificate")
 	fl.StringVar(&f.cfg.AuditLog, "audit-log", "", `audit log path ("" = DATA_DIR/audit.log, "-" = stdout, "off")`)
+	fl.BoolVar(&f.cfg.Controllers.Enabled, "controllers", true, "run the controllers (deployments, replica sets, garbage collection, node lifecycle); with several servers one leads")
+	fl.DurationVar(&f.cfg.Controllers.NodeMonitorGracePeriod, "node-monitor-grace-period", controller.DefaultNodeMonitorGracePeriod, "mark a node Ready=Unknown when its agent has not renewed its lease for this long")
+	fl.DurationVar(&f.cfg.Controllers.PodEvictionTimeout, "pod-eviction-timeout", controller.DefaultPodEvictionTimeout, "delete the pods of a node that has been Ready=Unknown for this long, so that they are replaced")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// complete checks the flags and fills in the config's logger and version.
+func (f *serverFlags) complete(g *globals) error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--node-monitor-grace-period", f.cfg.Controllers.NodeMonitorGracePeriod}, {"--pod-eviction-timeout", f.cfg.Controllers.PodEvictionTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s %s: want a positive duration such as 40s or 5m", d.flag, d.v)
+		}
+	}
+	log, err := newLogger(g.errOut, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	f.cfg.Log, f.cfg.Version = log, Version
+	return nil
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -56,11 +78,9 @@ and serving certificate and writes DATA_DIR/admin.conf, a client config with
 a cluster-admin token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := newLogger(g.errOut, f.logFormat, f.logLevel)
-			if err != nil {
+			if err := f.complete(g); err != nil {
 				return err
 			}
-			f.cfg.Log, f.cfg.Version = log, Version
 			return server.Run(cmd.Context(), f.cfg)
 		},
 	}
@@ -79,13 +99,11 @@ DATA_DIR/admin.conf and points ~/.paddock/config at it when that is free, so
 client commands work right away.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := newLogger(g.errOut, f.logFormat, f.logLevel)
-			if err != nil {
+			if err := f.complete(g); err != nil {
 				return err
 			}
 			start := time.Now()
 			fmt.Fprintf(g.out, "• starting Paddock %s in %s\n", Version, f.cfg.DataDir)
-			f.cfg.Log, f.cfg.Version = log, Version
 			f.cfg.Ready = func(adminConf string) {
 				fmt.Fprintf(g.out, "✓ etcd and API server ready on %s (%.1fs)\n", f.cfg.Listen, time.Since(start).Seconds())
 				fmt.Fprintf(g.out, "✓ cluster-admin config: %s\n", adminConf)

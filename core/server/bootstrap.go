@@ -52,10 +52,18 @@ func bootstrap(ctx context.Context, st *store.Store, adminConf, server, caPEM st
 		}
 	}
 
-	if cfg, err := client.LoadConfig(adminConf); err == nil && adminTokenValid(ctx, st, cfg.Token) {
+	return ensureAdminConfig(ctx, st, adminConf, server, caPEM, "cluster admin (admin.conf)", log)
+}
+
+// ensureAdminConfig keeps a client config with a cluster-admin token at
+// path: it mints a token (described by description) whenever the file is
+// missing or names a token the store does not know, and points the file
+// at server and caPEM.
+func ensureAdminConfig(ctx context.Context, st *store.Store, path, server, caPEM, description string, log *slog.Logger) error {
+	if cfg, err := client.LoadConfig(path); err == nil && adminTokenValid(ctx, st, cfg.Token) {
 		if cfg.Server != server || cfg.CertificateAuthority != caPEM {
 			cfg.Server, cfg.CertificateAuthority = server, caPEM
-			return cfg.Write(adminConf)
+			return cfg.Write(path)
 		}
 		return nil
 	}
@@ -63,18 +71,18 @@ func bootstrap(ctx context.Context, st *store.Store, adminConf, server, caPEM st
 	tok := &api.Token{
 		TypeMeta: api.TypeMeta{APIVersion: api.Version, Kind: "Token"},
 		Metadata: api.ObjectMeta{Name: id},
-		Spec:     api.TokenSpec{Role: api.RoleClusterAdmin, Description: "cluster admin (admin.conf)"},
+		Spec:     api.TokenSpec{Role: api.RoleClusterAdmin, Description: description},
 		Status:   api.TokenStatus{SecretHash: apiserver.HashSecret(secret)},
 	}
 	if _, err := st.Create(ctx, tok); err != nil {
 		return err
 	}
-	log.Info("created cluster-admin token", "token", id, "config", adminConf)
+	log.Info("created cluster-admin token", "token", id, "config", path)
 	cfg := &client.Config{Server: server, CertificateAuthority: caPEM, Token: id + "." + secret, Role: string(api.RoleClusterAdmin)}
-	if err := cfg.Write(adminConf); err != nil {
+	if err := cfg.Write(path); err != nil {
 		return err
 	}
-	return os.Chmod(adminConf, 0o600)
+	return os.Chmod(path, 0o600)
 }
 
 func adminTokenValid(ctx context.Context, st *store.Store, token string) bool {

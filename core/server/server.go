@@ -46,6 +46,8 @@ type Config struct {
 	// Ready, when set, is called once the API server listens, with the
 	// path of admin.conf.
 	Ready func(adminConfig string)
+	// Controllers configures the controllers run in this process.
+	Controllers ControllerConfig
 }
 
 // AdminConfigPath returns where the cluster admin's client config is kept.
@@ -107,6 +109,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := bootstrap(ctx, st, adminConf, server, string(bundle.CAPEM), log); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	ctrlClient, err := controllerClient(ctx, cfg, st, server, string(bundle.CAPEM), log)
+	if err != nil {
+		return err
+	}
 
 	// One etcd watch per kind serves every API watcher.
 	st.ShareWatches(ctx, log.With("component", "store"))
@@ -126,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready(adminConf)
 	}
-	return api.Run(ctx, ln)
+	return serveWithControllers(ctx, cfg, ctrlClient, log, func(ctx context.Context) error { return api.Run(ctx, ln) })
 }
 
 // advertise returns the HOST:PORT clients on this machine should use.
