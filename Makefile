@@ -30,9 +30,10 @@ deps: ## Install the Debian packages and check the Go toolchain the build needs
 	@hack/deps.sh
 
 .PHONY: build
-build: deps ## Build every command under cmd/ into bin/
+build: deps ## Build every command under cmd/ into bin/, and the example runtime plugin
 	@mkdir -p bin
 	go build -o bin/ ./cmd/...
+	go build -o bin/paddock-example-runtime ./examples/runtime-plugin
 
 .PHONY: testimages
 testimages: deps ## Build the offline test images build/images/{busybox,server}.tar (OCI archives)

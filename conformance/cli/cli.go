@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,9 +32,10 @@ func New(out, errOut io.Writer) *cobra.Command {
 }
 
 type runtimeFlags struct {
-	plugin, pluginConfig, profile, reportDir, focus, stateDir, imageArchive, image string
-	caseTimeout                                                                    time.Duration
-	list, verbose                                                                  bool
+	plugin, pluginConfig, profile, reportDir, focus, stateDir, imageArchive, image, volumeRoot string
+	caseTimeout                                                                                time.Duration
+	maxPluginLog, maxPluginRSS                                                                 int64
+	list, verbose                                                                              bool
 }
 
 func newRuntimeCmd(out, errOut io.Writer) *cobra.Command {
@@ -45,7 +47,13 @@ func newRuntimeCmd(out, errOut io.Writer) *cobra.Command {
 launched through the same host code the node agent uses. Each case checks
 that it leaked no processes, mounts or cgroups. Prints a summary, writes
 junit.xml and results.json to --report-dir, and exits non-zero if any case
-fails. Run it as root on a machine (or CI job) of its own.`,
+fails. Run it as root on a machine (or CI job) of its own.
+
+The volume case (RT-CT-008) bind-mounts directories it makes under a
+volume root. Without --volume-root the command makes a temporary one and
+adds it to the "allowedMountRoots" list of the plugin configuration (the
+runc plugin's field). With --volume-root the configuration is handed over
+as it is and must allow mounts from that directory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.list {
@@ -66,6 +74,9 @@ fails. Run it as root on a machine (or CI job) of its own.`,
 	fl.StringVar(&f.stateDir, "state-dir", "", "host state directory (default: a fresh temporary one)")
 	fl.StringVar(&f.imageArchive, "image-archive", "build/images/busybox.tar", "OCI archive of the test image (make testimages builds it)")
 	fl.StringVar(&f.image, "image", "paddock.dev/test/busybox:latest", "reference of the test image in the archive")
+	fl.StringVar(&f.volumeRoot, "volume-root", "", "directory the plugin configuration allows mounts from, for RT-CT-008 (default: a temporary one added to the configuration's allowedMountRoots)")
+	fl.Int64Var(&f.maxPluginLog, "max-plugin-log", 16<<20, "bytes the plugin may log to stderr over the whole run (RT-HS-007)")
+	fl.Int64Var(&f.maxPluginRSS, "max-plugin-rss", 256<<20, "resident memory in bytes the plugin may reach while a container floods its log (RT-EX-007)")
 	fl.DurationVar(&f.caseTimeout, "case-timeout", 2*time.Minute, "longest time one case may take")
 	fl.BoolVar(&f.list, "list", false, "list the cases and exit")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the plugin's and the host's logs")
@@ -89,6 +100,23 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 		if config, err = os.ReadFile(f.pluginConfig); err != nil {
 			return fmt.Errorf("--plugin-config: %w", err)
 		}
+	}
+	if f.maxPluginLog <= 0 || f.maxPluginRSS <= 0 {
+		return fmt.Errorf("--max-plugin-log %d, --max-plugin-rss %d: want positive byte counts", f.maxPluginLog, f.maxPluginRSS)
+	}
+	volumeRoot := f.volumeRoot
+	if volumeRoot == "" {
+		dir, err := os.MkdirTemp("", "paddock-volumes-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if config, err = withMountRoot(config, dir); err != nil {
+			return err
+		}
+		volumeRoot = dir
+	} else if fi, err := os.Stat(volumeRoot); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--volume-root %s: want an existing directory (%v)", volumeRoot, err)
 	}
 	stateDir := f.stateDir
 	if stateDir == "" {
@@ -125,13 +153,16 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 		_ = inst.Kill(kctx)
 	}()
 	rep, err := runtimetest.Run(ctx, runtimetest.Config{
-		Target:       runtimetest.HostTarget(inst),
-		Profile:      f.profile,
-		Focus:        focus,
-		ImageArchive: f.imageArchive,
-		Image:        f.image,
-		CaseTimeout:  f.caseTimeout,
-		Progress:     errOut,
+		Target:            runtimetest.HostTarget(inst),
+		Profile:           f.profile,
+		Focus:             focus,
+		ImageArchive:      f.imageArchive,
+		Image:             f.image,
+		VolumeRoot:        volumeRoot,
+		MaxPluginLogBytes: f.maxPluginLog,
+		MaxPluginRSSBytes: f.maxPluginRSS,
+		CaseTimeout:       f.caseTimeout,
+		Progress:          errOut,
 	})
 	if err != nil {
 		return err
@@ -147,4 +178,26 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 		return fmt.Errorf("%d conformance case(s) failed", failed)
 	}
 	return nil
+}
+
+// withMountRoot returns the plugin configuration config (a JSON object)
+// with dir added to its allowedMountRoots list.
+func withMountRoot(config []byte, dir string) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(config, &obj); err != nil || obj == nil {
+		return nil, fmt.Errorf("--plugin-config: want a JSON object to add the volume root to its allowedMountRoots, or give --volume-root (%v)", err)
+	}
+	var roots []string
+	if raw, ok := obj["allowedMountRoots"]; ok {
+		if err := json.Unmarshal(raw, &roots); err != nil {
+			return nil, fmt.Errorf("--plugin-config: allowedMountRoots: want a list of paths: %w", err)
+		}
+	}
+	roots = append(roots, dir)
+	raw, err := json.Marshal(roots)
+	if err != nil {
+		return nil, err
+	}
+	obj["allowedMountRoots"] = raw
+	return json.Marshal(obj)
 }

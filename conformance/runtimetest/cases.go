@@ -21,6 +21,14 @@ import (
 // refines the catalogue.
 func Cases() []Case {
 	cases := []Case{
+		{ID: "RT-HS-001", Name: "Handshake line and protocol", Level: "MUST", Profile: "core", Anchor: "go-plugin handshake", Run: handshake},
+		{ID: "RT-HS-005", Name: "Graceful shutdown", Level: "MUST", Profile: "core", Anchor: "go-plugin Client.Kill", Run: shutdown},
+		{ID: "RT-HS-006", Name: "Socket hardening", Level: "MUST", Profile: "core", Anchor: "go-plugin UnixSocketConfig, AutoMTLS", Run: socketHardening},
+		{ID: "RT-HS-007", Name: "Stdout and stderr hygiene", Level: "MUST", Profile: "core", Anchor: "go-plugin stdio, bounded output", AfterAll: true, Run: outputHygiene},
+		{ID: "RT-CAP-003", Name: "Runtime conditions", Level: "MUST", Profile: "core", Anchor: "critest runtime conditions", Run: runtimeConditions},
+		{ID: "RT-CT-008", Name: "Volumes", Level: "MUST", Profile: "core", Capability: "exec", Anchor: "critest volume mounts", Run: volumes},
+		{ID: "RT-EX-004", Name: "Streaming exec with a terminal and resize", Level: "MUST", Profile: "core", Capability: "exec_tty", Anchor: "Nomad ExecTaskStreamingBasicCases (tty)", Run: execTTY},
+		{ID: "RT-EX-007", Name: "Log and memory bounds", Level: "MUST", Profile: "core", Anchor: "Firecracker bounded output", Run: logBounds},
 		{ID: "RT-HS-002", Name: "API version negotiation", Level: "MUST", Profile: "core", Anchor: "Nomad base plugin", Run: apiVersions},
 		{ID: "RT-HS-003", Name: "gRPC health", Level: "MUST", Profile: "core", Anchor: "go-plugin health", Run: grpcHealth},
 		{ID: "RT-HS-004", Name: "Config validation", Level: "MUST", Profile: "core", Anchor: "Nomad SetConfig", Run: configValidation},
@@ -110,16 +118,7 @@ func capabilitiesStable(t *T) {
 }
 
 func healthStream(t *T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	s, err := t.Client().Health(ctx, &runtimev1.HealthRequest{})
-	if err != nil {
-		t.Fatalf("Health: %v", err)
-	}
-	ev, err := s.Recv()
-	if err != nil {
-		t.Fatalf("first health event within 10s: %v", err)
-	}
+	ev := firstHealthEvent(t)
 	if !ev.Healthy || ev.Description == "" {
 		t.Errorf("first health event = healthy %v description %q, want healthy with a description", ev.Healthy, ev.Description)
 	}
@@ -731,53 +730,26 @@ func updateResources(t *T) {
 	}
 }
 
-// execStream runs commands through the streaming Exec and returns stdout,
-// stderr and the exit code.
+// execStream runs commands through the streaming Exec without a
+// terminal.
 func execStream(t *T) {
 	sb := t.Sandbox(nil)
 	c := t.RunContainer(sb, "sleep", "600")
 	t.WaitRunning(c.Id)
-	run := func(stdin string, cmd ...string) (string, string, int32) {
-		s, err := t.Client().Exec(t.Context())
-		if err != nil {
-			t.Fatalf("Exec: %v", err)
+	run := func(in string, cmd ...string) execResult {
+		start := &runtimev1.ExecStart{Id: c.Id, Command: cmd, Stdin: in != ""}
+		if in == "" {
+			return t.execStreaming(start)
 		}
-		start := &runtimev1.ExecInput{Input: &runtimev1.ExecInput_Start{Start: &runtimev1.ExecStart{Id: c.Id, Command: cmd, Stdin: stdin != ""}}}
-		if err := s.Send(start); err != nil {
-			t.Fatalf("Exec start %q: %v", cmd, err)
-		}
-		if stdin != "" {
-			if err := s.Send(&runtimev1.ExecInput{Input: &runtimev1.ExecInput_Stdin{Stdin: []byte(stdin)}}); err != nil {
-				t.Fatalf("Exec stdin: %v", err)
-			}
-			if err := s.Send(&runtimev1.ExecInput{Input: &runtimev1.ExecInput_CloseStdin{CloseStdin: true}}); err != nil {
-				t.Fatalf("Exec close stdin: %v", err)
-			}
-		}
-		var out, errOut strings.Builder
-		for {
-			m, err := s.Recv()
-			if err != nil {
-				t.Fatalf("Exec %q ended without an exit code: %v", cmd, err)
-			}
-			switch o := m.Output.(type) {
-			case *runtimev1.ExecOutput_Stdout:
-				out.Write(o.Stdout)
-			case *runtimev1.ExecOutput_Stderr:
-				errOut.Write(o.Stderr)
-			case *runtimev1.ExecOutput_ExitCode:
-				_ = s.CloseSend()
-				return out.String(), errOut.String(), o.ExitCode
-			}
-		}
+		return t.execStreaming(start, stdin(in), &runtimev1.ExecInput{Input: &runtimev1.ExecInput_CloseStdin{CloseStdin: true}})
 	}
-	if out, _, code := run("", "sh", "-c", "echo 1; sleep 0.1; echo 2; sleep 0.1; echo 3; exit 5"); out != "1\n2\n3\n" || code != 5 {
-		t.Errorf("streamed output %q exit %d, want \"1\\n2\\n3\\n\" and 5", out, code)
+	if r := run("", "sh", "-c", "echo 1; sleep 0.1; echo 2; sleep 0.1; echo 3; exit 5"); r.stdout != "1\n2\n3\n" || r.code != 5 {
+		t.Errorf("streamed output %q exit %d, want \"1\\n2\\n3\\n\" and 5", r.stdout, r.code)
 	}
-	if out, _, code := run("hello through stdin\n", "cat"); out != "hello through stdin\n" || code != 0 {
-		t.Errorf("cat of stdin = %q exit %d, want the input back and 0", out, code)
+	if r := run("hello through stdin\n", "cat"); r.stdout != "hello through stdin\n" || r.code != 0 {
+		t.Errorf("cat of stdin = %q exit %d, want the input back and 0", r.stdout, r.code)
 	}
-	if _, _, code := run("", "stty", "size"); code == 0 {
+	if r := run("", "stty", "size"); r.code == 0 {
 		t.Errorf("stty size without a terminal succeeded; want it to fail (no tty)")
 	}
 }

@@ -13,15 +13,15 @@ import (
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 )
 
-// importImage sends the test image archive through the plugin's image
-// service.
-func (e *env) importImage(ctx context.Context) error {
+// importImage sends the test image archive through the image service of
+// the plugin c.
+func (e *env) importImage(ctx context.Context, c *runtimev1.Client) error {
 	f, err := os.Open(e.cfg.ImageArchive)
 	if err != nil {
 		return fmt.Errorf("test image archive: %w (make testimages builds it)", err)
 	}
 	defer f.Close()
-	stream, err := e.cfg.Target.Client().ImportImage(ctx)
+	stream, err := c.ImportImage(ctx)
 	if err != nil {
 		return fmt.Errorf("ImportImage: %w", err)
 	}
@@ -181,6 +181,37 @@ func isClass(err, want error) bool {
 		return err == nil
 	}
 	return errors.Is(err, want)
+}
+
+// tempDir makes a directory with a short path under parent (the
+// system's temporary directory when empty) and removes it when the case
+// ends, unless something is still mounted inside it.
+func (t *T) tempDir(parent, prefix string) string {
+	dir, err := os.MkdirTemp(parent, prefix)
+	if err != nil {
+		t.Fatalf("temporary directory: %v", err)
+	}
+	t.Cleanup(func() {
+		if m := mountsUnder(dir); len(m) > 0 {
+			t.Errorf("not removing %s: still mounted inside it: %v", dir, m)
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// mountsUnder returns the mount points at or below dir.
+func mountsUnder(dir string) []string {
+	var out []string
+	for m := range readMounts() {
+		if m == dir || strings.HasPrefix(m, dir+"/") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // trimLines splits output into lines without the trailing empty one.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
 
@@ -21,13 +22,15 @@ type hostTarget struct {
 
 // Client returns the current process's client, waiting up to 30 seconds
 // for a restarting plugin.
-func (t *hostTarget) Client() *runtimev1.Client {
+func (t *hostTarget) Client() *runtimev1.Client { return readyClient(t.inst) }
+
+func readyClient(inst *pluginhost.Instance) *runtimev1.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := t.inst.WaitReady(ctx); err != nil {
+	if err := inst.WaitReady(ctx); err != nil {
 		return nil
 	}
-	c, err := t.inst.Runtime()
+	c, err := inst.Runtime()
 	if err != nil {
 		return nil
 	}
@@ -35,6 +38,15 @@ func (t *hostTarget) Client() *runtimev1.Client {
 }
 
 func (t *hostTarget) PluginPID() int { return t.inst.PID() }
+
+func (t *hostTarget) PluginPath() string { return t.inst.Path() }
+
+func (t *hostTarget) SocketPath() string { return t.inst.SocketPath() }
+
+func (t *hostTarget) Output() (stdout, stderr int64) {
+	o := t.inst.Output()
+	return o.Stdout, o.Stderr
+}
 
 // RestartPlugin kills the plugin with SIGKILL and waits for the host to
 // have started it again.
@@ -56,4 +68,33 @@ func (t *hostTarget) RestartPlugin(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// Launch starts the same binary with the same configuration under a host
+// of its own on stateDir.
+func (t *hostTarget) Launch(ctx context.Context, stateDir string) (Instance, error) {
+	host, err := pluginhost.New(pluginhost.Config{StateDir: stateDir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	inst, err := host.Launch(ctx, pluginhost.RuntimeKind, "second", t.inst.Path(), t.inst.Config())
+	if err != nil {
+		host.Close()
+		return nil, err
+	}
+	return &hostInstance{host: host, inst: inst}, nil
+}
+
+// hostInstance is a second instance with a host of its own.
+type hostInstance struct {
+	host *pluginhost.Host
+	inst *pluginhost.Instance
+}
+
+func (i *hostInstance) Client() *runtimev1.Client { return readyClient(i.inst) }
+func (i *hostInstance) PluginPID() int            { return i.inst.PID() }
+func (i *hostInstance) SocketPath() string        { return i.inst.SocketPath() }
+
+func (i *hostInstance) Kill(ctx context.Context) error {
+	return errors.Join(i.inst.Kill(ctx), i.host.Close())
 }

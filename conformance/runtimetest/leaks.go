@@ -51,15 +51,7 @@ func snapshot() *state {
 		s.procs[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
 		s.parents[pid] = ppid
 	}
-	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) > 4 {
-				s.mounts[fields[4]] = true
-			}
-		}
-		f.Close()
-	}
+	s.mounts = readMounts()
 	// Paddock's runtimes keep their cgroups under a "paddock" parent in
 	// every hierarchy.
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*/paddock")
@@ -75,6 +67,23 @@ func snapshot() *state {
 		})
 	}
 	return s
+}
+
+// readMounts returns the mount points of this process's mount namespace.
+func readMounts() map[string]bool {
+	mounts := map[string]bool{}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return mounts
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+			mounts[fields[4]] = true
+		}
+	}
+	return mounts
 }
 
 // descendsFrom reports whether pid is ancestor or one of its descendants.

@@ -17,6 +17,7 @@ import (
 	"io"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,33 @@ type Target interface {
 	// RestartPlugin kills the plugin process with SIGKILL, starts it again
 	// and returns once the new process answers.
 	RestartPlugin(ctx context.Context) error
+	// PluginPath is the absolute path of the plugin binary; the
+	// handshake case (RT-HS-001) starts it by itself.
+	PluginPath() string
+	// SocketPath is the unix socket the plugin's current process serves
+	// on (RT-HS-006).
+	SocketPath() string
+	// Output is how many bytes the plugin has written since it was
+	// launched: to stdout after its handshake, and to stderr (RT-HS-007).
+	Output() (stdout, stderr int64)
+	// Launch starts another instance of the plugin, configured like this
+	// one, that keeps its state under stateDir (a short path), the way
+	// the target was launched. The shutdown case (RT-HS-005) stops it;
+	// launching again on the same stateDir after the Kill finds the
+	// plugin's state there.
+	Launch(ctx context.Context, stateDir string) (Instance, error)
+}
+
+// Instance is another instance of the plugin under test, from
+// Target.Launch.
+type Instance interface {
+	Client() *runtimev1.Client
+	PluginPID() int
+	SocketPath() string
+	// Kill stops the plugin for good, the way the agent does: go-plugin's
+	// graceful shutdown, then SIGKILL after 2 s. It releases everything
+	// Launch took.
+	Kill(ctx context.Context) error
 }
 
 // Config configures a run.
@@ -48,6 +76,16 @@ type Config struct {
 	ImageArchive string
 	// Image is the test image's reference in that archive.
 	Image string
+	// VolumeRoot is a host directory the suite may create directories
+	// in for the bind mounts of RT-CT-008; the plugin's configuration must
+	// allow mounts from it. Without it RT-CT-008 fails and says so.
+	VolumeRoot string
+	// MaxPluginLogBytes caps what the plugin may write to stderr over
+	// the whole run (RT-HS-007; default 16 MiB).
+	MaxPluginLogBytes int64
+	// MaxPluginRSSBytes caps the plugin process's resident memory while a
+	// container floods its log (RT-EX-007; default 256 MiB).
+	MaxPluginRSSBytes int64
 	// CaseTimeout bounds one case (default 2 minutes).
 	CaseTimeout time.Duration
 	// Progress, when set, gets a line per finished case.
@@ -62,7 +100,10 @@ type Case struct {
 	Profile    string // core, sandboxed, feature:...
 	Capability string // a Capabilities field that gates the case, or ""
 	Anchor     string // the public test it mirrors
-	Run        func(t *T)
+	// AfterAll cases run after every other case of the run and judge
+	// what the whole run did; the report still lists them in id order.
+	AfterAll bool
+	Run      func(t *T)
 }
 
 // Run runs the suite and returns its report.
@@ -72,6 +113,12 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	}
 	if cfg.Profile == "" {
 		cfg.Profile = "core"
+	}
+	if cfg.MaxPluginLogBytes == 0 {
+		cfg.MaxPluginLogBytes = 16 << 20
+	}
+	if cfg.MaxPluginRSSBytes == 0 {
+		cfg.MaxPluginRSSBytes = 256 << 20
 	}
 	if cfg.Profile != "core" && cfg.Profile != "sandboxed" {
 		return nil, fmt.Errorf("--profile %q: want core or sandboxed", cfg.Profile)
@@ -88,10 +135,11 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	rep := &report.Report{Suite: "runtime", Plugin: info.Name, Version: info.Version, Profile: cfg.Profile, Started: time.Now()}
 	env := &env{cfg: cfg, caps: caps}
 	if cfg.ImageArchive != "" {
-		if err := env.importImage(ctx); err != nil {
+		if err := env.importImage(ctx, c); err != nil {
 			return nil, err
 		}
 	}
+	var last []Case
 	for _, tc := range Cases() {
 		if cfg.Focus != nil && !cfg.Focus.MatchString(tc.ID) && !cfg.Focus.MatchString(tc.Name) {
 			continue
@@ -99,12 +147,16 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 		if tc.Profile == "sandboxed" && cfg.Profile != "sandboxed" {
 			continue
 		}
-		res := env.runCase(ctx, tc)
-		rep.Results = append(rep.Results, res)
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "%s %s %s\n", strings.ToUpper(string(res.Status)), tc.ID, tc.Name)
+		if tc.AfterAll {
+			last = append(last, tc)
+			continue
 		}
+		env.record(ctx, rep, tc)
 	}
+	for _, tc := range last {
+		env.record(ctx, rep, tc)
+	}
+	slices.SortStableFunc(rep.Results, func(a, b report.Result) int { return strings.Compare(a.ID, b.ID) })
 	rep.Finish(time.Now())
 	return rep, nil
 }
@@ -113,6 +165,15 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 type env struct {
 	cfg  Config
 	caps *runtimev1.CapabilitiesResponse
+}
+
+// record runs a case and adds its result to rep.
+func (e *env) record(ctx context.Context, rep *report.Report, tc Case) {
+	res := e.runCase(ctx, tc)
+	rep.Results = append(rep.Results, res)
+	if e.cfg.Progress != nil {
+		fmt.Fprintf(e.cfg.Progress, "%s %s %s\n", strings.ToUpper(string(res.Status)), tc.ID, tc.Name)
+	}
 }
 
 // capability reports whether the plugin advertises a Capabilities field.

@@ -121,6 +121,13 @@ var rules = []rule{
 		},
 		why: "conformance suites are black-box: plugins through plugins/pluginhost, clusters through core/client, never an implementation (architecture.md rule 7)",
 	},
+	// Examples are what vendors copy: they may use only what a vendor can.
+	{
+		importer: []string{mod("examples/...")},
+		forbid:   []string{mod("...")},
+		allow:    []string{mod("plugins/*/v1/..."), mod("plugins/errgrpc"), mod("core/errdefs")},
+		why:      "examples are copied by plugin vendors, so they import from Paddock only the contracts, plugins/errgrpc and the leaf core/errdefs (architecture.md rule 9)",
+	},
 	// Leaves.
 	{
 		importer: []string{mod("core/errdefs/...")},
@@ -417,6 +424,16 @@ func TestRuleMatcher(t *testing.T) {
 		{mod("conformance/networktest"), mod("netplugins/internal/ipam"), true},
 		{mod("conformance/clustertest"), mod("core/store"), true},
 		{mod("conformance/clustertest"), mod("core/agent"), true},
+		// Examples.
+		{mod("examples/runtime-plugin"), mod("plugins/runtime/v1"), false},
+		{mod("examples/runtime-plugin"), mod("plugins/errgrpc"), false},
+		{mod("examples/runtime-plugin"), mod("core/errdefs"), false},
+		{mod("examples/runtime-plugin"), mod("core/api"), true},
+		{mod("examples/runtime-plugin"), mod("plugins/pluginhost"), true},
+		{mod("examples/runtime-plugin"), mod("runtimes/runc"), true},
+		{mod("examples/runtime-plugin"), mod("runtimes/internal/oci"), true},
+		{mod("examples/runtime-plugin"), mod("conformance/runtimetest"), true},
+		{mod("examples/network-plugin"), mod("plugins/network/v1"), false},
 		// Leaves.
 		{mod("core/errdefs"), mod("core/api"), true},
 		{mod("core/errdefs"), "net/http", false},

@@ -73,6 +73,13 @@
 // (0700), the state directory handed to the plugin, which Kill leaves in
 // place.
 //
+// # Output
+//
+// Instance.Output counts what the plugin's processes wrote since Launch:
+// to stdout after the handshake line (go-plugin drops it; a plugin should
+// write nothing there) and to stderr. The conformance suite judges a
+// plugin's output hygiene by it.
+//
 // # Concurrency
 //
 // Host and Instance methods are safe for concurrent use. Launches of

@@ -336,6 +336,24 @@ func TestPluginLogsReachTheHostLog(t *testing.T) {
 	})
 }
 
+// TestOutputCounted checks Instance.Output: what a plugin writes to
+// stdout after its handshake, by either path, and to stderr.
+func TestOutputCounted(t *testing.T) {
+	dir := stateDir(t)
+	h, _ := newHost(t, dir)
+	quiet := launch(t, h, "quiet", pluginBin, `{}`)
+	noisy := launch(t, h, "noisy", pluginBin, `{"stdout":"abc\n","rawStdout":"defgh\n"}`)
+	eventually(t, 5*time.Second, "the noisy plugin's 10 bytes on stdout counted", func() bool {
+		return noisy.Output().Stdout == 10
+	})
+	eventually(t, 5*time.Second, "the plugins' logs counted", func() bool {
+		return quiet.Output().Stderr > 0 && noisy.Output().Stderr > 0
+	})
+	if o := quiet.Output(); o.Stdout != 0 {
+		t.Errorf("quiet plugin Output().Stdout = %d, want 0", o.Stdout)
+	}
+}
+
 func TestReattachAfterClose(t *testing.T) {
 	dir := stateDir(t)
 	h1, _ := newHost(t, dir)

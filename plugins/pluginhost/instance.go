@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ type Instance struct {
 	log    *slog.Logger
 
 	restarts atomic.Int64
+	// What the plugin's processes wrote: to stdout after their
+	// handshakes, and to stderr (the log file and go-plugin's stderr
+	// stream).
+	stdoutBytes, stderrBytes atomic.Int64
 
 	mu      sync.Mutex
 	cur     *incarnation  // nil while the plugin is down
@@ -150,6 +155,37 @@ func (i *Instance) PID() int {
 		return 0
 	}
 	return i.cur.pid()
+}
+
+// SocketPath returns the unix socket the current process serves on, or ""
+// while the plugin is down.
+func (i *Instance) SocketPath() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.cur == nil {
+		return ""
+	}
+	return i.cur.rec.Addr
+}
+
+// Config returns the configuration (JSON) the plugin is handed.
+func (i *Instance) Config() []byte { return slices.Clone(i.config) }
+
+// Output is how much a plugin's processes have written since Launch.
+type Output struct {
+	// Stdout counts bytes written to stdout after the go-plugin handshake
+	// line: by the process itself, and by plugin code through go-plugin's
+	// stdio stream. A plugin should write nothing there.
+	Stdout int64
+	// Stderr counts the plugin's log: its stderr file as the host reads
+	// it, and go-plugin's stderr stream.
+	Stderr int64
+}
+
+// Output returns how much the plugin's processes have written since
+// Launch. The counts are for the conformance suite's output hygiene case.
+func (i *Instance) Output() Output {
+	return Output{Stdout: i.stdoutBytes.Load(), Stderr: i.stderrBytes.Load()}
 }
 
 // Reattached reports whether the current process was started by an

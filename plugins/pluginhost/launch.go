@@ -144,8 +144,8 @@ func (i *Instance) reattach(ctx context.Context, rec *record) (*incarnation, err
 	}
 	cfg := i.reattachConfig(rec, plugins, tlsCfg, ar)
 	cfg.GRPCDialOptions = i.kind.dialOptions()
-	cfg.SyncStdout = &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stdout"}}
-	cfg.SyncStderr = &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stderr"}}
+	cfg.SyncStdout = &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stdout"}, count: &i.stdoutBytes}
+	cfg.SyncStderr = &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stderr"}, count: &i.stderrBytes}
 	client := plugin.NewClient(cfg)
 	cur := &incarnation{
 		client:     client,
@@ -184,7 +184,7 @@ func (i *Instance) reattach(ctx context.Context, rec *record) (*incarnation, err
 	if fi, err := os.Stat(h.logPath(i.name)); err == nil && (offset < 0 || offset > fi.Size()) {
 		offset = fi.Size()
 	}
-	cur.logs = startTailer(h.logPath(i.name), max(offset, 0), i.log.Handler(), ar.exited)
+	cur.logs = startTailer(h.logPath(i.name), max(offset, 0), i.log.Handler(), ar.exited, &i.stderrBytes)
 
 	if err := i.configure(ctx, cur); err != nil {
 		cur.logs.stop(false)
@@ -253,7 +253,7 @@ func (i *Instance) startFresh(ctx context.Context) (*incarnation, error) {
 		return nil, err
 	}
 	defer logFile.Close() // the plugin has its own copy
-	pr := newProcRunner(i.path, h.pluginStateDir(i.name), logFile)
+	pr := newProcRunner(i.path, h.pluginStateDir(i.name), logFile, &i.stdoutBytes)
 	var socketDir string
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  i.kind.Handshake,
@@ -275,8 +275,8 @@ func (i *Instance) startFresh(ctx context.Context) (*incarnation, error) {
 		StartTimeout:    h.cfg.HandshakeTimeout,
 		Logger:          newHCLogAdapter(i.log.Handler(), "go-plugin", slog.LevelDebug),
 		GRPCDialOptions: i.kind.dialOptions(),
-		SyncStdout:      &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stdout"}},
-		SyncStderr:      &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stderr"}},
+		SyncStdout:      &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stdout"}, count: &i.stdoutBytes},
+		SyncStderr:      &lineWriter{e: lineEmitter{h: i.log.Handler(), stream: "stderr"}, count: &i.stderrBytes},
 	}
 	client := plugin.NewClient(cfg)
 	cur := &incarnation{client: client, started: time.Now(), exited: pr.exited, proc: pr}
@@ -285,7 +285,7 @@ func (i *Instance) startFresh(ctx context.Context) (*incarnation, error) {
 	if pr.ID() != "" {
 		// From the start, so that what a failing plugin says reaches the
 		// log; the tailer stops at the process's exit.
-		cur.logs = startTailer(logPath, 0, i.log.Handler(), pr.exited)
+		cur.logs = startTailer(logPath, 0, i.log.Handler(), pr.exited, &i.stderrBytes)
 	}
 	if startErr != nil {
 		client.Kill() // ends go-plugin's goroutines

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -262,14 +263,16 @@ func parseHCLogJSON(line []byte) (slog.Record, bool) {
 // SyncStdout/SyncStderr: what plugin code writes to os.Stdout and
 // os.Stderr after Serve has swapped them for pipes).
 type lineWriter struct {
-	mu  sync.Mutex
-	e   lineEmitter
-	buf []byte
+	mu    sync.Mutex
+	e     lineEmitter
+	count *atomic.Int64 // bytes written
+	buf   []byte
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.count.Add(int64(len(p)))
 	w.buf = append(w.buf, p...)
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
@@ -297,6 +300,7 @@ type tailer struct {
 	path   string
 	e      lineEmitter
 	exited <-chan struct{}
+	count  *atomic.Int64 // bytes read
 
 	stopOnce sync.Once
 	stopc    chan struct{}
@@ -308,12 +312,14 @@ type tailer struct {
 }
 
 // startTailer follows path from offset until the process exits (after
-// which it reads what is left) or stop is called.
-func startTailer(path string, offset int64, h slog.Handler, exited <-chan struct{}) *tailer {
+// which it reads what is left) or stop is called, adding what it reads to
+// count.
+func startTailer(path string, offset int64, h slog.Handler, exited <-chan struct{}, count *atomic.Int64) *tailer {
 	t := &tailer{
 		path:   path,
 		e:      lineEmitter{h: h, stream: "stderr"},
 		exited: exited,
+		count:  count,
 		stopc:  make(chan struct{}),
 		done:   make(chan struct{}),
 		offset: offset,
@@ -360,6 +366,7 @@ func (t *tailer) run() {
 		for {
 			n, err := f.Read(buf)
 			if n > 0 {
+				t.count.Add(int64(n))
 				pending = append(pending, buf[:n]...)
 				for {
 					i := bytes.IndexByte(pending, '\n')

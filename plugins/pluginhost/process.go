@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ type procRunner struct {
 	sockGID  int
 	env      []string
 	stdoutR  *os.File
+	stdout   *atomic.Int64 // counts what the process writes to stdout after its handshake
 	exited   chan struct{} // closed once the process has exited and been reaped
 	detached chan struct{}
 
@@ -54,11 +56,12 @@ type procRunner struct {
 
 var _ runner.Runner = (*procRunner)(nil)
 
-func newProcRunner(path, dir string, logFile *os.File) *procRunner {
+func newProcRunner(path, dir string, logFile *os.File, stdout *atomic.Int64) *procRunner {
 	return &procRunner{
 		path:     path,
 		dir:      dir,
 		logFile:  logFile,
+		stdout:   stdout,
 		sockGID:  os.Getegid(),
 		exited:   make(chan struct{}),
 		detached: make(chan struct{}),
@@ -214,23 +217,27 @@ func (p *procRunner) release() {
 
 // stdoutReader reads the plugin's stdout for go-plugin, keeping the first
 // line (the handshake, whose last field is the plugin's AutoMTLS
-// certificate) and ending at the process's exit or detach.
+// certificate), counting what follows it (go-plugin drops it) and ending
+// at the process's exit or detach.
 type stdoutReader struct{ p *procRunner }
 
 func (r *stdoutReader) Read(b []byte) (int, error) {
 	n, err := r.p.stdoutR.Read(b)
 	if n > 0 {
 		r.p.mu.Lock()
+		after := n
 		if !r.p.gotLine {
 			line := b[:n]
+			after = 0
 			if i := bytes.IndexByte(line, '\n'); i >= 0 {
-				line, r.p.gotLine = line[:i], true
+				line, r.p.gotLine, after = line[:i], true, n-i-1
 			}
 			if len(r.p.firstLine)+len(line) <= 64<<10 {
 				r.p.firstLine = append(r.p.firstLine, line...)
 			}
 		}
 		r.p.mu.Unlock()
+		r.p.stdout.Add(int64(after))
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		// A deadline (exit, detach) or a closed file: the end.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -212,7 +213,8 @@ func (p *Plugin) configured() (*Config, error) {
 	return p.cfg, nil
 }
 
-// Health streams the plugin's health: runc must be present and runnable.
+// Health streams the plugin's health: runc must be present and runnable,
+// the state directory writable and the image store usable.
 func (p *Plugin) Health(_ *runtimev1.HealthRequest, s grpc.ServerStreamingServer[runtimev1.HealthEvent]) error {
 	ctx := s.Context()
 	var last *runtimev1.HealthEvent
@@ -221,7 +223,8 @@ func (p *Plugin) Health(_ *runtimev1.HealthRequest, s grpc.ServerStreamingServer
 	defer t.Stop()
 	for {
 		ev := p.checkHealth(ctx)
-		if last == nil || ev.Healthy != last.Healthy || ev.Description != last.Description || time.Since(lastSent) >= 30*time.Second-p.opts.HealthInterval/2 {
+		if last == nil || ev.Healthy != last.Healthy || ev.Description != last.Description || !sameConditions(ev, last) ||
+			time.Since(lastSent) >= 30*time.Second-p.opts.HealthInterval/2 {
 			if err := s.Send(ev); err != nil {
 				return err
 			}
@@ -235,34 +238,92 @@ func (p *Plugin) Health(_ *runtimev1.HealthRequest, s grpc.ServerStreamingServer
 	}
 }
 
-// checkHealth runs "runc --version".
+// Health condition types (runtime.proto's RuntimeCondition).
+const (
+	conditionRuntimeReady = "RuntimeReady"
+	conditionImagesReady  = "ImagesReady"
+)
+
+// checkHealth reports two conditions: RuntimeReady ("runc --version"
+// answers and the state directory takes a new file) and, once
+// configured, ImagesReady (the image store's root takes a new file). The
+// event is healthy when every condition holds; its description is runc's
+// version or the first failed condition's message.
 func (p *Plugin) checkHealth(ctx context.Context) *runtimev1.HealthEvent {
 	ev := &runtimev1.HealthEvent{Timestamp: time.Now().UnixNano()}
 	p.mu.Lock()
-	runcPath := p.runc
-	configured := p.cfg != nil
+	runcPath, stateDir := p.runc, p.stateDir
+	var imageRoot string
+	if p.cfg != nil {
+		imageRoot = p.cfg.ImageStoreRoot
+	}
 	p.mu.Unlock()
+	runtime := &runtimev1.RuntimeCondition{Type: conditionRuntimeReady}
+	ev.Conditions = append(ev.Conditions, runtime)
+	version, err := runcVersion(ctx, runcPath)
+	switch {
+	case err != nil:
+		runtime.Reason, runtime.Message = "RuncUnavailable", err.Error()
+	case stateDir == "":
+		runtime.Status, runtime.Message = true, version+" (not configured yet)"
+	default:
+		if err := probeWritable(stateDir); err != nil {
+			runtime.Reason, runtime.Message = "StateDirNotWritable", "state directory: "+err.Error()
+		} else {
+			runtime.Status, runtime.Message = true, version
+		}
+	}
+	if imageRoot != "" {
+		images := &runtimev1.RuntimeCondition{Type: conditionImagesReady, Status: true, Message: "image store " + imageRoot}
+		if err := probeWritable(imageRoot); err != nil {
+			images.Status, images.Reason, images.Message = false, "ImageStoreUnusable", "image store: "+err.Error()
+		}
+		ev.Conditions = append(ev.Conditions, images)
+	}
+	ev.Healthy, ev.Description = true, runtime.Message
+	for _, c := range ev.Conditions {
+		if !c.Status {
+			ev.Healthy, ev.Description = false, c.Message
+			break
+		}
+	}
+	return ev
+}
+
+// runcVersion returns the first line of "runc --version" (runc looked up
+// in PATH when runcPath is empty, before SetConfig).
+func runcVersion(ctx context.Context, runcPath string) (string, error) {
 	if runcPath == "" {
 		var err error
 		if runcPath, err = resolveRunc("runc"); err != nil {
-			ev.Description = "runc not found in PATH"
-			return ev
+			return "", errors.New("runc not found in PATH")
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, runcPath, "--version").CombinedOutput()
 	if err != nil {
-		ev.Description = fmt.Sprintf("%s --version failed: %v: %s", runcPath, err, bytes.TrimSpace(out))
-		return ev
+		return "", fmt.Errorf("%s --version failed: %v: %s", runcPath, err, bytes.TrimSpace(out))
 	}
-	ev.Healthy = true
 	first, _, _ := strings.Cut(string(out), "\n")
-	ev.Description = first
-	if !configured {
-		ev.Description += " (not configured yet)"
+	return first, nil
+}
+
+// probeWritable checks that dir is a directory a file can be created in.
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".health-*")
+	if err != nil {
+		return err
 	}
-	return ev
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// sameConditions reports whether two events have the same conditions.
+func sameConditions(a, b *runtimev1.HealthEvent) bool {
+	return slices.EqualFunc(a.Conditions, b.Conditions, func(x, y *runtimev1.RuntimeCondition) bool {
+		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message
+	})
 }
 
 // loadLocked reads every record under the state directory into memory.

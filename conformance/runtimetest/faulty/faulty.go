@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +45,19 @@ const (
 	// LeakProcess starts a stray host process with every sandbox and never
 	// stops it (breaks RT-SB-001 through the leak check).
 	LeakProcess = "leak-process"
+	// TTYIgnoreResize drops the Resize messages of streaming execs
+	// (breaks RT-EX-004, which runs only for a target with exec_tty).
+	TTYIgnoreResize = "tty-ignore-resize"
+	// MountIgnoreReadOnly mounts every volume read-write (breaks
+	// RT-CT-008).
+	MountIgnoreReadOnly = "mount-ignore-readonly"
+	// StdoutNoise writes a line to stdout after the handshake, through
+	// go-plugin's stdio stream and straight to the handshake pipe (breaks
+	// RT-HS-007).
+	StdoutNoise = "stdout-noise"
+	// HealthNoConditions strips the conditions from health events (breaks
+	// RT-CAP-003).
+	HealthNoConditions = "health-no-conditions"
 )
 
 // Environment of the faulty plugin process.
@@ -131,6 +145,7 @@ type proxy struct {
 	inst     *pluginhost.Instance
 	faults   []string
 	stateDir string
+	noise    sync.Once
 }
 
 func (p *proxy) has(fault string) bool { return slices.Contains(p.faults, fault) }
@@ -144,6 +159,14 @@ func (p *proxy) handle(_ any, ss grpc.ServerStream) error {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	name := method[strings.LastIndex(method, "/")+1:]
+	if p.has(StdoutNoise) {
+		p.noise.Do(func() {
+			// os.Stdout is go-plugin's stdio stream by now; file
+			// descriptor 1 is still the pipe the handshake went through.
+			fmt.Println("faulty plugin: noise on stdout")
+			_, _ = os.NewFile(1, "stdout").WriteString("faulty plugin: noise on the handshake pipe\n")
+		})
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := c.Conn().NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(rawCodec{}))
@@ -171,7 +194,7 @@ func (p *proxy) handle(_ any, ss grpc.ServerStream) error {
 				return
 			}
 			out, err := p.request(ctx, c, name, in)
-			if err == nil {
+			if err == nil && out != nil {
 				err = cs.SendMsg(out)
 			}
 			if err != nil {
@@ -208,7 +231,8 @@ func (p *proxy) handle(_ any, ss grpc.ServerStream) error {
 	}
 }
 
-// request applies faults to a request before it is forwarded.
+// request applies faults to a request before it is forwarded; a nil
+// frame is dropped.
 func (p *proxy) request(ctx context.Context, c *runtimev1.Client, method string, in *frame) (*frame, error) {
 	switch {
 	case method == "SetConfig":
@@ -233,6 +257,20 @@ func (p *proxy) request(ctx context.Context, c *runtimev1.Client, method string,
 				return nil, status.Error(codes.NotFound, "sandbox "+r.Id+" not found (fault "+StopMissingFails+")")
 			}
 		}
+	case p.has(TTYIgnoreResize) && method == "Exec":
+		var r runtimev1.ExecInput
+		if err := proto.Unmarshal(in.b, &r); err == nil && r.GetResize() != nil {
+			return nil, nil
+		}
+	case p.has(MountIgnoreReadOnly) && method == "CreateContainer":
+		var r runtimev1.CreateContainerRequest
+		if err := proto.Unmarshal(in.b, &r); err != nil {
+			return nil, err
+		}
+		for _, m := range r.GetConfig().GetMounts() {
+			m.ReadOnly = false
+		}
+		return marshal(&r)
 	case p.has(LeakProcess) && method == "CreateSandbox":
 		cmd := exec.Command("sleep", "3600")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -253,6 +291,13 @@ func (p *proxy) response(method string, f *frame) (*frame, error) {
 		}
 		st.ExitCode++
 		return marshal(&st)
+	case p.has(HealthNoConditions) && method == "Health":
+		var ev runtimev1.HealthEvent
+		if err := proto.Unmarshal(f.b, &ev); err != nil {
+			return nil, err
+		}
+		ev.Conditions = nil
+		return marshal(&ev)
 	case p.has(NoLogTimestamps) && method == "Logs":
 		var l runtimev1.LogLine
 		if err := proto.Unmarshal(f.b, &l); err != nil {

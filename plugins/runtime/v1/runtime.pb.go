@@ -569,10 +569,15 @@ func (*HealthRequest) Descriptor() ([]byte, []int) {
 }
 
 type HealthEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Healthy       bool                   `protobuf:"varint,1,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	Timestamp     int64                  `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// healthy is true exactly when every condition's status is true.
+	Healthy     bool   `protobuf:"varint,1,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Timestamp   int64  `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// conditions are the parts of the plugin's health, each named by its
+	// type (CRI's RuntimeStatus conditions). Every plugin reports at least
+	// RuntimeReady.
+	Conditions    []*RuntimeCondition `protobuf:"bytes,4,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,6 +633,88 @@ func (x *HealthEvent) GetTimestamp() int64 {
 	return 0
 }
 
+func (x *HealthEvent) GetConditions() []*RuntimeCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+// RuntimeCondition is one part of a plugin's health. The types every
+// runtime plugin reports:
+//   - "RuntimeReady": the plugin can run containers (its runtime answers
+//     and its state is writable).
+//   - "ImagesReady": the image service can store and unpack images.
+//
+// A plugin may add its own types.
+type RuntimeCondition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Status        bool                   `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`   // a CamelCase word when status is false
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"` // for humans
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuntimeCondition) Reset() {
+	*x = RuntimeCondition{}
+	mi := &file_runtime_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuntimeCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuntimeCondition) ProtoMessage() {}
+
+func (x *RuntimeCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_runtime_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuntimeCondition.ProtoReflect.Descriptor instead.
+func (*RuntimeCondition) Descriptor() ([]byte, []int) {
+	return file_runtime_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RuntimeCondition) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *RuntimeCondition) GetStatus() bool {
+	if x != nil {
+		return x.Status
+	}
+	return false
+}
+
+func (x *RuntimeCondition) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RuntimeCondition) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type Resources struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	CpuMillis       int64                  `protobuf:"varint,1,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`                     // limit in thousandths of a core; 0 = none
@@ -640,7 +727,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_runtime_proto_msgTypes[8]
+	mi := &file_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +739,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[8]
+	mi := &file_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +752,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{8}
+	return file_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Resources) GetCpuMillis() int64 {
@@ -707,7 +794,7 @@ type DNSConfig struct {
 
 func (x *DNSConfig) Reset() {
 	*x = DNSConfig{}
-	mi := &file_runtime_proto_msgTypes[9]
+	mi := &file_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +806,7 @@ func (x *DNSConfig) String() string {
 func (*DNSConfig) ProtoMessage() {}
 
 func (x *DNSConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[9]
+	mi := &file_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +819,7 @@ func (x *DNSConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DNSConfig.ProtoReflect.Descriptor instead.
 func (*DNSConfig) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{9}
+	return file_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DNSConfig) GetServers() []string {
@@ -777,7 +864,7 @@ type SandboxConfig struct {
 
 func (x *SandboxConfig) Reset() {
 	*x = SandboxConfig{}
-	mi := &file_runtime_proto_msgTypes[10]
+	mi := &file_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +876,7 @@ func (x *SandboxConfig) String() string {
 func (*SandboxConfig) ProtoMessage() {}
 
 func (x *SandboxConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[10]
+	mi := &file_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +889,7 @@ func (x *SandboxConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxConfig.ProtoReflect.Descriptor instead.
 func (*SandboxConfig) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{10}
+	return file_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SandboxConfig) GetName() string {
@@ -897,7 +984,7 @@ type Sandbox struct {
 
 func (x *Sandbox) Reset() {
 	*x = Sandbox{}
-	mi := &file_runtime_proto_msgTypes[11]
+	mi := &file_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +996,7 @@ func (x *Sandbox) String() string {
 func (*Sandbox) ProtoMessage() {}
 
 func (x *Sandbox) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[11]
+	mi := &file_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1009,7 @@ func (x *Sandbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
 func (*Sandbox) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{11}
+	return file_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Sandbox) GetId() string {
@@ -969,7 +1056,7 @@ type CreateSandboxRequest struct {
 
 func (x *CreateSandboxRequest) Reset() {
 	*x = CreateSandboxRequest{}
-	mi := &file_runtime_proto_msgTypes[12]
+	mi := &file_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1068,7 @@ func (x *CreateSandboxRequest) String() string {
 func (*CreateSandboxRequest) ProtoMessage() {}
 
 func (x *CreateSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[12]
+	mi := &file_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1081,7 @@ func (x *CreateSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSandboxRequest.ProtoReflect.Descriptor instead.
 func (*CreateSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{12}
+	return file_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateSandboxRequest) GetConfig() *SandboxConfig {
@@ -1013,7 +1100,7 @@ type CreateSandboxResponse struct {
 
 func (x *CreateSandboxResponse) Reset() {
 	*x = CreateSandboxResponse{}
-	mi := &file_runtime_proto_msgTypes[13]
+	mi := &file_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1112,7 @@ func (x *CreateSandboxResponse) String() string {
 func (*CreateSandboxResponse) ProtoMessage() {}
 
 func (x *CreateSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[13]
+	mi := &file_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1125,7 @@ func (x *CreateSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSandboxResponse.ProtoReflect.Descriptor instead.
 func (*CreateSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{13}
+	return file_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateSandboxResponse) GetSandbox() *Sandbox {
@@ -1058,7 +1145,7 @@ type StopSandboxRequest struct {
 
 func (x *StopSandboxRequest) Reset() {
 	*x = StopSandboxRequest{}
-	mi := &file_runtime_proto_msgTypes[14]
+	mi := &file_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1157,7 @@ func (x *StopSandboxRequest) String() string {
 func (*StopSandboxRequest) ProtoMessage() {}
 
 func (x *StopSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[14]
+	mi := &file_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1170,7 @@ func (x *StopSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSandboxRequest.ProtoReflect.Descriptor instead.
 func (*StopSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{14}
+	return file_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StopSandboxRequest) GetId() string {
@@ -1108,7 +1195,7 @@ type StopSandboxResponse struct {
 
 func (x *StopSandboxResponse) Reset() {
 	*x = StopSandboxResponse{}
-	mi := &file_runtime_proto_msgTypes[15]
+	mi := &file_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1207,7 @@ func (x *StopSandboxResponse) String() string {
 func (*StopSandboxResponse) ProtoMessage() {}
 
 func (x *StopSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[15]
+	mi := &file_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1220,7 @@ func (x *StopSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSandboxResponse.ProtoReflect.Descriptor instead.
 func (*StopSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{15}
+	return file_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 type RemoveSandboxRequest struct {
@@ -1145,7 +1232,7 @@ type RemoveSandboxRequest struct {
 
 func (x *RemoveSandboxRequest) Reset() {
 	*x = RemoveSandboxRequest{}
-	mi := &file_runtime_proto_msgTypes[16]
+	mi := &file_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1244,7 @@ func (x *RemoveSandboxRequest) String() string {
 func (*RemoveSandboxRequest) ProtoMessage() {}
 
 func (x *RemoveSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[16]
+	mi := &file_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1257,7 @@ func (x *RemoveSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSandboxRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{16}
+	return file_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveSandboxRequest) GetId() string {
@@ -1188,7 +1275,7 @@ type RemoveSandboxResponse struct {
 
 func (x *RemoveSandboxResponse) Reset() {
 	*x = RemoveSandboxResponse{}
-	mi := &file_runtime_proto_msgTypes[17]
+	mi := &file_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1287,7 @@ func (x *RemoveSandboxResponse) String() string {
 func (*RemoveSandboxResponse) ProtoMessage() {}
 
 func (x *RemoveSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[17]
+	mi := &file_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1300,7 @@ func (x *RemoveSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSandboxResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{17}
+	return file_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 type InspectSandboxRequest struct {
@@ -1225,7 +1312,7 @@ type InspectSandboxRequest struct {
 
 func (x *InspectSandboxRequest) Reset() {
 	*x = InspectSandboxRequest{}
-	mi := &file_runtime_proto_msgTypes[18]
+	mi := &file_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1324,7 @@ func (x *InspectSandboxRequest) String() string {
 func (*InspectSandboxRequest) ProtoMessage() {}
 
 func (x *InspectSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[18]
+	mi := &file_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1337,7 @@ func (x *InspectSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectSandboxRequest.ProtoReflect.Descriptor instead.
 func (*InspectSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{18}
+	return file_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InspectSandboxRequest) GetId() string {
@@ -1270,7 +1357,7 @@ type ListSandboxesRequest struct {
 
 func (x *ListSandboxesRequest) Reset() {
 	*x = ListSandboxesRequest{}
-	mi := &file_runtime_proto_msgTypes[19]
+	mi := &file_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1369,7 @@ func (x *ListSandboxesRequest) String() string {
 func (*ListSandboxesRequest) ProtoMessage() {}
 
 func (x *ListSandboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[19]
+	mi := &file_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1382,7 @@ func (x *ListSandboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSandboxesRequest.ProtoReflect.Descriptor instead.
 func (*ListSandboxesRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{19}
+	return file_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSandboxesRequest) GetId() string {
@@ -1321,7 +1408,7 @@ type ListSandboxesResponse struct {
 
 func (x *ListSandboxesResponse) Reset() {
 	*x = ListSandboxesResponse{}
-	mi := &file_runtime_proto_msgTypes[20]
+	mi := &file_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1420,7 @@ func (x *ListSandboxesResponse) String() string {
 func (*ListSandboxesResponse) ProtoMessage() {}
 
 func (x *ListSandboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[20]
+	mi := &file_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1433,7 @@ func (x *ListSandboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSandboxesResponse.ProtoReflect.Descriptor instead.
 func (*ListSandboxesResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{20}
+	return file_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSandboxesResponse) GetSandboxes() []*Sandbox {
@@ -1367,7 +1454,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_runtime_proto_msgTypes[21]
+	mi := &file_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1466,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[21]
+	mi := &file_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1479,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{21}
+	return file_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Mount) GetHostPath() string {
@@ -1442,7 +1529,7 @@ type ContainerConfig struct {
 
 func (x *ContainerConfig) Reset() {
 	*x = ContainerConfig{}
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1541,7 @@ func (x *ContainerConfig) String() string {
 func (*ContainerConfig) ProtoMessage() {}
 
 func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[22]
+	mi := &file_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1554,7 @@ func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerConfig.ProtoReflect.Descriptor instead.
 func (*ContainerConfig) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{22}
+	return file_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContainerConfig) GetName() string {
@@ -1610,7 +1697,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1709,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[23]
+	mi := &file_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1722,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{23}
+	return file_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExitStatus) GetExitCode() int32 {
@@ -1698,7 +1785,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_runtime_proto_msgTypes[24]
+	mi := &file_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1797,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[24]
+	mi := &file_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1810,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{24}
+	return file_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Container) GetId() string {
@@ -1806,7 +1893,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[25]
+	mi := &file_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1905,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[25]
+	mi := &file_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1918,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{25}
+	return file_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateContainerRequest) GetSandboxId() string {
@@ -1857,7 +1944,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_runtime_proto_msgTypes[26]
+	mi := &file_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1956,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[26]
+	mi := &file_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1969,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{26}
+	return file_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateContainerResponse) GetContainer() *Container {
@@ -1901,7 +1988,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[27]
+	mi := &file_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2000,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[27]
+	mi := &file_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2013,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{27}
+	return file_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StartContainerRequest) GetId() string {
@@ -1944,7 +2031,7 @@ type StartContainerResponse struct {
 
 func (x *StartContainerResponse) Reset() {
 	*x = StartContainerResponse{}
-	mi := &file_runtime_proto_msgTypes[28]
+	mi := &file_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2043,7 @@ func (x *StartContainerResponse) String() string {
 func (*StartContainerResponse) ProtoMessage() {}
 
 func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[28]
+	mi := &file_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2056,7 @@ func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerResponse.ProtoReflect.Descriptor instead.
 func (*StartContainerResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{28}
+	return file_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 type StopContainerRequest struct {
@@ -1983,7 +2070,7 @@ type StopContainerRequest struct {
 
 func (x *StopContainerRequest) Reset() {
 	*x = StopContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[29]
+	mi := &file_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2082,7 @@ func (x *StopContainerRequest) String() string {
 func (*StopContainerRequest) ProtoMessage() {}
 
 func (x *StopContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[29]
+	mi := &file_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2095,7 @@ func (x *StopContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainerRequest.ProtoReflect.Descriptor instead.
 func (*StopContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{29}
+	return file_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StopContainerRequest) GetId() string {
@@ -2040,7 +2127,7 @@ type StopContainerResponse struct {
 
 func (x *StopContainerResponse) Reset() {
 	*x = StopContainerResponse{}
-	mi := &file_runtime_proto_msgTypes[30]
+	mi := &file_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2139,7 @@ func (x *StopContainerResponse) String() string {
 func (*StopContainerResponse) ProtoMessage() {}
 
 func (x *StopContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[30]
+	mi := &file_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2152,7 @@ func (x *StopContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainerResponse.ProtoReflect.Descriptor instead.
 func (*StopContainerResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{30}
+	return file_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 type RemoveContainerRequest struct {
@@ -2078,7 +2165,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[31]
+	mi := &file_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2177,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[31]
+	mi := &file_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2190,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{31}
+	return file_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveContainerRequest) GetId() string {
@@ -2128,7 +2215,7 @@ type RemoveContainerResponse struct {
 
 func (x *RemoveContainerResponse) Reset() {
 	*x = RemoveContainerResponse{}
-	mi := &file_runtime_proto_msgTypes[32]
+	mi := &file_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2227,7 @@ func (x *RemoveContainerResponse) String() string {
 func (*RemoveContainerResponse) ProtoMessage() {}
 
 func (x *RemoveContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[32]
+	mi := &file_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2240,7 @@ func (x *RemoveContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveContainerResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{32}
+	return file_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 type InspectContainerRequest struct {
@@ -2165,7 +2252,7 @@ type InspectContainerRequest struct {
 
 func (x *InspectContainerRequest) Reset() {
 	*x = InspectContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[33]
+	mi := &file_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2264,7 @@ func (x *InspectContainerRequest) String() string {
 func (*InspectContainerRequest) ProtoMessage() {}
 
 func (x *InspectContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[33]
+	mi := &file_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2277,7 @@ func (x *InspectContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectContainerRequest.ProtoReflect.Descriptor instead.
 func (*InspectContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{33}
+	return file_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InspectContainerRequest) GetId() string {
@@ -2211,7 +2298,7 @@ type ListContainersRequest struct {
 
 func (x *ListContainersRequest) Reset() {
 	*x = ListContainersRequest{}
-	mi := &file_runtime_proto_msgTypes[34]
+	mi := &file_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2310,7 @@ func (x *ListContainersRequest) String() string {
 func (*ListContainersRequest) ProtoMessage() {}
 
 func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[34]
+	mi := &file_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2323,7 @@ func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersRequest.ProtoReflect.Descriptor instead.
 func (*ListContainersRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{34}
+	return file_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListContainersRequest) GetSandboxId() string {
@@ -2269,7 +2356,7 @@ type ListContainersResponse struct {
 
 func (x *ListContainersResponse) Reset() {
 	*x = ListContainersResponse{}
-	mi := &file_runtime_proto_msgTypes[35]
+	mi := &file_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2368,7 @@ func (x *ListContainersResponse) String() string {
 func (*ListContainersResponse) ProtoMessage() {}
 
 func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[35]
+	mi := &file_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2381,7 @@ func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersResponse.ProtoReflect.Descriptor instead.
 func (*ListContainersResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{35}
+	return file_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListContainersResponse) GetContainers() []*Container {
@@ -2313,7 +2400,7 @@ type WaitContainerRequest struct {
 
 func (x *WaitContainerRequest) Reset() {
 	*x = WaitContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[36]
+	mi := &file_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2412,7 @@ func (x *WaitContainerRequest) String() string {
 func (*WaitContainerRequest) ProtoMessage() {}
 
 func (x *WaitContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[36]
+	mi := &file_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2425,7 @@ func (x *WaitContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitContainerRequest.ProtoReflect.Descriptor instead.
 func (*WaitContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{36}
+	return file_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WaitContainerRequest) GetId() string {
@@ -2358,7 +2445,7 @@ type SignalContainerRequest struct {
 
 func (x *SignalContainerRequest) Reset() {
 	*x = SignalContainerRequest{}
-	mi := &file_runtime_proto_msgTypes[37]
+	mi := &file_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2457,7 @@ func (x *SignalContainerRequest) String() string {
 func (*SignalContainerRequest) ProtoMessage() {}
 
 func (x *SignalContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[37]
+	mi := &file_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2470,7 @@ func (x *SignalContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalContainerRequest.ProtoReflect.Descriptor instead.
 func (*SignalContainerRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{37}
+	return file_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SignalContainerRequest) GetId() string {
@@ -2408,7 +2495,7 @@ type SignalContainerResponse struct {
 
 func (x *SignalContainerResponse) Reset() {
 	*x = SignalContainerResponse{}
-	mi := &file_runtime_proto_msgTypes[38]
+	mi := &file_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2507,7 @@ func (x *SignalContainerResponse) String() string {
 func (*SignalContainerResponse) ProtoMessage() {}
 
 func (x *SignalContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[38]
+	mi := &file_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2520,7 @@ func (x *SignalContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalContainerResponse.ProtoReflect.Descriptor instead.
 func (*SignalContainerResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{38}
+	return file_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 type UpdateResourcesRequest struct {
@@ -2446,7 +2533,7 @@ type UpdateResourcesRequest struct {
 
 func (x *UpdateResourcesRequest) Reset() {
 	*x = UpdateResourcesRequest{}
-	mi := &file_runtime_proto_msgTypes[39]
+	mi := &file_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2545,7 @@ func (x *UpdateResourcesRequest) String() string {
 func (*UpdateResourcesRequest) ProtoMessage() {}
 
 func (x *UpdateResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[39]
+	mi := &file_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2558,7 @@ func (x *UpdateResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResourcesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{39}
+	return file_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateResourcesRequest) GetId() string {
@@ -2496,7 +2583,7 @@ type UpdateResourcesResponse struct {
 
 func (x *UpdateResourcesResponse) Reset() {
 	*x = UpdateResourcesResponse{}
-	mi := &file_runtime_proto_msgTypes[40]
+	mi := &file_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2595,7 @@ func (x *UpdateResourcesResponse) String() string {
 func (*UpdateResourcesResponse) ProtoMessage() {}
 
 func (x *UpdateResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[40]
+	mi := &file_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2608,7 @@ func (x *UpdateResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResourcesResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{40}
+	return file_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 type StatsRequest struct {
@@ -2533,7 +2620,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_runtime_proto_msgTypes[41]
+	mi := &file_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2632,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[41]
+	mi := &file_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2645,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{41}
+	return file_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StatsRequest) GetId() string {
@@ -2582,7 +2669,7 @@ type ContainerStats struct {
 
 func (x *ContainerStats) Reset() {
 	*x = ContainerStats{}
-	mi := &file_runtime_proto_msgTypes[42]
+	mi := &file_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2681,7 @@ func (x *ContainerStats) String() string {
 func (*ContainerStats) ProtoMessage() {}
 
 func (x *ContainerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[42]
+	mi := &file_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2694,7 @@ func (x *ContainerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStats.ProtoReflect.Descriptor instead.
 func (*ContainerStats) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{42}
+	return file_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ContainerStats) GetId() string {
@@ -2663,7 +2750,7 @@ type ExecSyncRequest struct {
 
 func (x *ExecSyncRequest) Reset() {
 	*x = ExecSyncRequest{}
-	mi := &file_runtime_proto_msgTypes[43]
+	mi := &file_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2762,7 @@ func (x *ExecSyncRequest) String() string {
 func (*ExecSyncRequest) ProtoMessage() {}
 
 func (x *ExecSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[43]
+	mi := &file_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2775,7 @@ func (x *ExecSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecSyncRequest.ProtoReflect.Descriptor instead.
 func (*ExecSyncRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{43}
+	return file_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ExecSyncRequest) GetId() string {
@@ -2723,7 +2810,7 @@ type ExecSyncResponse struct {
 
 func (x *ExecSyncResponse) Reset() {
 	*x = ExecSyncResponse{}
-	mi := &file_runtime_proto_msgTypes[44]
+	mi := &file_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2822,7 @@ func (x *ExecSyncResponse) String() string {
 func (*ExecSyncResponse) ProtoMessage() {}
 
 func (x *ExecSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[44]
+	mi := &file_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2835,7 @@ func (x *ExecSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecSyncResponse.ProtoReflect.Descriptor instead.
 func (*ExecSyncResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{44}
+	return file_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ExecSyncResponse) GetStdout() []byte {
@@ -2786,7 +2873,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_runtime_proto_msgTypes[45]
+	mi := &file_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +2885,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[45]
+	mi := &file_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +2898,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{45}
+	return file_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ExecStart) GetId() string {
@@ -2871,7 +2958,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_runtime_proto_msgTypes[46]
+	mi := &file_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +2970,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[46]
+	mi := &file_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +2983,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{46}
+	return file_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ExecInput) GetInput() isExecInput_Input {
@@ -2980,7 +3067,7 @@ type Resize struct {
 
 func (x *Resize) Reset() {
 	*x = Resize{}
-	mi := &file_runtime_proto_msgTypes[47]
+	mi := &file_runtime_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3079,7 @@ func (x *Resize) String() string {
 func (*Resize) ProtoMessage() {}
 
 func (x *Resize) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[47]
+	mi := &file_runtime_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3092,7 @@ func (x *Resize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resize.ProtoReflect.Descriptor instead.
 func (*Resize) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{47}
+	return file_runtime_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Resize) GetWidth() uint32 {
@@ -3036,7 +3123,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_runtime_proto_msgTypes[48]
+	mi := &file_runtime_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3135,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[48]
+	mi := &file_runtime_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3148,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{48}
+	return file_runtime_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ExecOutput) GetOutput() isExecOutput_Output {
@@ -3132,7 +3219,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_runtime_proto_msgTypes[49]
+	mi := &file_runtime_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3231,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[49]
+	mi := &file_runtime_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3244,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{49}
+	return file_runtime_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LogsRequest) GetId() string {
@@ -3200,7 +3287,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_runtime_proto_msgTypes[50]
+	mi := &file_runtime_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3299,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[50]
+	mi := &file_runtime_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3312,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{50}
+	return file_runtime_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LogLine) GetTimestamp() int64 {
@@ -3265,7 +3352,7 @@ type RecoverRequest struct {
 
 func (x *RecoverRequest) Reset() {
 	*x = RecoverRequest{}
-	mi := &file_runtime_proto_msgTypes[51]
+	mi := &file_runtime_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3277,7 +3364,7 @@ func (x *RecoverRequest) String() string {
 func (*RecoverRequest) ProtoMessage() {}
 
 func (x *RecoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[51]
+	mi := &file_runtime_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +3377,7 @@ func (x *RecoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverRequest.ProtoReflect.Descriptor instead.
 func (*RecoverRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{51}
+	return file_runtime_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RecoverRequest) GetHandle() []byte {
@@ -3310,7 +3397,7 @@ type RecoverResponse struct {
 
 func (x *RecoverResponse) Reset() {
 	*x = RecoverResponse{}
-	mi := &file_runtime_proto_msgTypes[52]
+	mi := &file_runtime_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3409,7 @@ func (x *RecoverResponse) String() string {
 func (*RecoverResponse) ProtoMessage() {}
 
 func (x *RecoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[52]
+	mi := &file_runtime_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3422,7 @@ func (x *RecoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverResponse.ProtoReflect.Descriptor instead.
 func (*RecoverResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{52}
+	return file_runtime_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RecoverResponse) GetSandbox() *Sandbox {
@@ -3368,7 +3455,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_runtime_proto_msgTypes[53]
+	mi := &file_runtime_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3380,7 +3467,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[53]
+	mi := &file_runtime_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3393,7 +3480,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{53}
+	return file_runtime_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Image) GetRef() string {
@@ -3462,7 +3549,7 @@ type RegistryAuth struct {
 
 func (x *RegistryAuth) Reset() {
 	*x = RegistryAuth{}
-	mi := &file_runtime_proto_msgTypes[54]
+	mi := &file_runtime_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3474,7 +3561,7 @@ func (x *RegistryAuth) String() string {
 func (*RegistryAuth) ProtoMessage() {}
 
 func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[54]
+	mi := &file_runtime_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3487,7 +3574,7 @@ func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
 func (*RegistryAuth) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{54}
+	return file_runtime_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RegistryAuth) GetUsername() string {
@@ -3514,7 +3601,7 @@ type PullImageRequest struct {
 
 func (x *PullImageRequest) Reset() {
 	*x = PullImageRequest{}
-	mi := &file_runtime_proto_msgTypes[55]
+	mi := &file_runtime_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3613,7 @@ func (x *PullImageRequest) String() string {
 func (*PullImageRequest) ProtoMessage() {}
 
 func (x *PullImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[55]
+	mi := &file_runtime_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3626,7 @@ func (x *PullImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullImageRequest.ProtoReflect.Descriptor instead.
 func (*PullImageRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{55}
+	return file_runtime_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PullImageRequest) GetRef() string {
@@ -3570,7 +3657,7 @@ type PullProgress struct {
 
 func (x *PullProgress) Reset() {
 	*x = PullProgress{}
-	mi := &file_runtime_proto_msgTypes[56]
+	mi := &file_runtime_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3669,7 @@ func (x *PullProgress) String() string {
 func (*PullProgress) ProtoMessage() {}
 
 func (x *PullProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[56]
+	mi := &file_runtime_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3682,7 @@ func (x *PullProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullProgress.ProtoReflect.Descriptor instead.
 func (*PullProgress) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{56}
+	return file_runtime_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PullProgress) GetLayer() string {
@@ -3649,7 +3736,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_runtime_proto_msgTypes[57]
+	mi := &file_runtime_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3748,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[57]
+	mi := &file_runtime_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3761,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{57}
+	return file_runtime_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ImportChunk) GetData() []byte {
@@ -3693,7 +3780,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_runtime_proto_msgTypes[58]
+	mi := &file_runtime_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3792,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[58]
+	mi := &file_runtime_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3805,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{58}
+	return file_runtime_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -3736,7 +3823,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_runtime_proto_msgTypes[59]
+	mi := &file_runtime_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3748,7 +3835,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[59]
+	mi := &file_runtime_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3761,7 +3848,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{59}
+	return file_runtime_proto_rawDescGZIP(), []int{60}
 }
 
 type ListImagesResponse struct {
@@ -3773,7 +3860,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_runtime_proto_msgTypes[60]
+	mi := &file_runtime_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3785,7 +3872,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[60]
+	mi := &file_runtime_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3798,7 +3885,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{60}
+	return file_runtime_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -3817,7 +3904,7 @@ type RemoveImageRequest struct {
 
 func (x *RemoveImageRequest) Reset() {
 	*x = RemoveImageRequest{}
-	mi := &file_runtime_proto_msgTypes[61]
+	mi := &file_runtime_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3916,7 @@ func (x *RemoveImageRequest) String() string {
 func (*RemoveImageRequest) ProtoMessage() {}
 
 func (x *RemoveImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[61]
+	mi := &file_runtime_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3929,7 @@ func (x *RemoveImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImageRequest.ProtoReflect.Descriptor instead.
 func (*RemoveImageRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{61}
+	return file_runtime_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemoveImageRequest) GetRef() string {
@@ -3860,7 +3947,7 @@ type RemoveImageResponse struct {
 
 func (x *RemoveImageResponse) Reset() {
 	*x = RemoveImageResponse{}
-	mi := &file_runtime_proto_msgTypes[62]
+	mi := &file_runtime_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3872,7 +3959,7 @@ func (x *RemoveImageResponse) String() string {
 func (*RemoveImageResponse) ProtoMessage() {}
 
 func (x *RemoveImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[62]
+	mi := &file_runtime_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3885,7 +3972,7 @@ func (x *RemoveImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImageResponse.ProtoReflect.Descriptor instead.
 func (*RemoveImageResponse) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{62}
+	return file_runtime_proto_rawDescGZIP(), []int{63}
 }
 
 type ImageStatusRequest struct {
@@ -3897,7 +3984,7 @@ type ImageStatusRequest struct {
 
 func (x *ImageStatusRequest) Reset() {
 	*x = ImageStatusRequest{}
-	mi := &file_runtime_proto_msgTypes[63]
+	mi := &file_runtime_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3909,7 +3996,7 @@ func (x *ImageStatusRequest) String() string {
 func (*ImageStatusRequest) ProtoMessage() {}
 
 func (x *ImageStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runtime_proto_msgTypes[63]
+	mi := &file_runtime_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3922,7 +4009,7 @@ func (x *ImageStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStatusRequest.ProtoReflect.Descriptor instead.
 func (*ImageStatusRequest) Descriptor() ([]byte, []int) {
-	return file_runtime_proto_rawDescGZIP(), []int{63}
+	return file_runtime_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ImageStatusRequest) GetRef() string {
@@ -3964,11 +4051,19 @@ const file_runtime_proto_rawDesc = "" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\"\x13\n" +
 	"\x11SetConfigResponse\"\x0f\n" +
-	"\rHealthRequest\"g\n" +
+	"\rHealthRequest\"\xad\x01\n" +
 	"\vHealthEvent\x12\x18\n" +
 	"\ahealthy\x18\x01 \x01(\bR\ahealthy\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1c\n" +
-	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\x8d\x01\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\x12D\n" +
+	"\n" +
+	"conditions\x18\x04 \x03(\v2$.paddock.runtime.v1.RuntimeConditionR\n" +
+	"conditions\"p\n" +
+	"\x10RuntimeCondition\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\bR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x8d\x01\n" +
 	"\tResources\x12\x1d\n" +
 	"\n" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12*\n" +
@@ -4286,7 +4381,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_runtime_proto_goTypes = []any{
 	(IsolationClass)(0),             // 0: paddock.runtime.v1.IsolationClass
 	(SandboxState)(0),               // 1: paddock.runtime.v1.SandboxState
@@ -4299,164 +4394,166 @@ var file_runtime_proto_goTypes = []any{
 	(*SetConfigResponse)(nil),       // 8: paddock.runtime.v1.SetConfigResponse
 	(*HealthRequest)(nil),           // 9: paddock.runtime.v1.HealthRequest
 	(*HealthEvent)(nil),             // 10: paddock.runtime.v1.HealthEvent
-	(*Resources)(nil),               // 11: paddock.runtime.v1.Resources
-	(*DNSConfig)(nil),               // 12: paddock.runtime.v1.DNSConfig
-	(*SandboxConfig)(nil),           // 13: paddock.runtime.v1.SandboxConfig
-	(*Sandbox)(nil),                 // 14: paddock.runtime.v1.Sandbox
-	(*CreateSandboxRequest)(nil),    // 15: paddock.runtime.v1.CreateSandboxRequest
-	(*CreateSandboxResponse)(nil),   // 16: paddock.runtime.v1.CreateSandboxResponse
-	(*StopSandboxRequest)(nil),      // 17: paddock.runtime.v1.StopSandboxRequest
-	(*StopSandboxResponse)(nil),     // 18: paddock.runtime.v1.StopSandboxResponse
-	(*RemoveSandboxRequest)(nil),    // 19: paddock.runtime.v1.RemoveSandboxRequest
-	(*RemoveSandboxResponse)(nil),   // 20: paddock.runtime.v1.RemoveSandboxResponse
-	(*InspectSandboxRequest)(nil),   // 21: paddock.runtime.v1.InspectSandboxRequest
-	(*ListSandboxesRequest)(nil),    // 22: paddock.runtime.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),   // 23: paddock.runtime.v1.ListSandboxesResponse
-	(*Mount)(nil),                   // 24: paddock.runtime.v1.Mount
-	(*ContainerConfig)(nil),         // 25: paddock.runtime.v1.ContainerConfig
-	(*ExitStatus)(nil),              // 26: paddock.runtime.v1.ExitStatus
-	(*Container)(nil),               // 27: paddock.runtime.v1.Container
-	(*CreateContainerRequest)(nil),  // 28: paddock.runtime.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 29: paddock.runtime.v1.CreateContainerResponse
-	(*StartContainerRequest)(nil),   // 30: paddock.runtime.v1.StartContainerRequest
-	(*StartContainerResponse)(nil),  // 31: paddock.runtime.v1.StartContainerResponse
-	(*StopContainerRequest)(nil),    // 32: paddock.runtime.v1.StopContainerRequest
-	(*StopContainerResponse)(nil),   // 33: paddock.runtime.v1.StopContainerResponse
-	(*RemoveContainerRequest)(nil),  // 34: paddock.runtime.v1.RemoveContainerRequest
-	(*RemoveContainerResponse)(nil), // 35: paddock.runtime.v1.RemoveContainerResponse
-	(*InspectContainerRequest)(nil), // 36: paddock.runtime.v1.InspectContainerRequest
-	(*ListContainersRequest)(nil),   // 37: paddock.runtime.v1.ListContainersRequest
-	(*ListContainersResponse)(nil),  // 38: paddock.runtime.v1.ListContainersResponse
-	(*WaitContainerRequest)(nil),    // 39: paddock.runtime.v1.WaitContainerRequest
-	(*SignalContainerRequest)(nil),  // 40: paddock.runtime.v1.SignalContainerRequest
-	(*SignalContainerResponse)(nil), // 41: paddock.runtime.v1.SignalContainerResponse
-	(*UpdateResourcesRequest)(nil),  // 42: paddock.runtime.v1.UpdateResourcesRequest
-	(*UpdateResourcesResponse)(nil), // 43: paddock.runtime.v1.UpdateResourcesResponse
-	(*StatsRequest)(nil),            // 44: paddock.runtime.v1.StatsRequest
-	(*ContainerStats)(nil),          // 45: paddock.runtime.v1.ContainerStats
-	(*ExecSyncRequest)(nil),         // 46: paddock.runtime.v1.ExecSyncRequest
-	(*ExecSyncResponse)(nil),        // 47: paddock.runtime.v1.ExecSyncResponse
-	(*ExecStart)(nil),               // 48: paddock.runtime.v1.ExecStart
-	(*ExecInput)(nil),               // 49: paddock.runtime.v1.ExecInput
-	(*Resize)(nil),                  // 50: paddock.runtime.v1.Resize
-	(*ExecOutput)(nil),              // 51: paddock.runtime.v1.ExecOutput
-	(*LogsRequest)(nil),             // 52: paddock.runtime.v1.LogsRequest
-	(*LogLine)(nil),                 // 53: paddock.runtime.v1.LogLine
-	(*RecoverRequest)(nil),          // 54: paddock.runtime.v1.RecoverRequest
-	(*RecoverResponse)(nil),         // 55: paddock.runtime.v1.RecoverResponse
-	(*Image)(nil),                   // 56: paddock.runtime.v1.Image
-	(*RegistryAuth)(nil),            // 57: paddock.runtime.v1.RegistryAuth
-	(*PullImageRequest)(nil),        // 58: paddock.runtime.v1.PullImageRequest
-	(*PullProgress)(nil),            // 59: paddock.runtime.v1.PullProgress
-	(*ImportChunk)(nil),             // 60: paddock.runtime.v1.ImportChunk
-	(*ImportImageResponse)(nil),     // 61: paddock.runtime.v1.ImportImageResponse
-	(*ListImagesRequest)(nil),       // 62: paddock.runtime.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 63: paddock.runtime.v1.ListImagesResponse
-	(*RemoveImageRequest)(nil),      // 64: paddock.runtime.v1.RemoveImageRequest
-	(*RemoveImageResponse)(nil),     // 65: paddock.runtime.v1.RemoveImageResponse
-	(*ImageStatusRequest)(nil),      // 66: paddock.runtime.v1.ImageStatusRequest
-	nil,                             // 67: paddock.runtime.v1.SandboxConfig.LabelsEntry
-	nil,                             // 68: paddock.runtime.v1.SandboxConfig.AnnotationsEntry
-	nil,                             // 69: paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
-	nil,                             // 70: paddock.runtime.v1.ContainerConfig.EnvEntry
-	nil,                             // 71: paddock.runtime.v1.ContainerConfig.LabelsEntry
-	nil,                             // 72: paddock.runtime.v1.ContainerConfig.AnnotationsEntry
-	nil,                             // 73: paddock.runtime.v1.ListContainersRequest.LabelsEntry
+	(*RuntimeCondition)(nil),        // 11: paddock.runtime.v1.RuntimeCondition
+	(*Resources)(nil),               // 12: paddock.runtime.v1.Resources
+	(*DNSConfig)(nil),               // 13: paddock.runtime.v1.DNSConfig
+	(*SandboxConfig)(nil),           // 14: paddock.runtime.v1.SandboxConfig
+	(*Sandbox)(nil),                 // 15: paddock.runtime.v1.Sandbox
+	(*CreateSandboxRequest)(nil),    // 16: paddock.runtime.v1.CreateSandboxRequest
+	(*CreateSandboxResponse)(nil),   // 17: paddock.runtime.v1.CreateSandboxResponse
+	(*StopSandboxRequest)(nil),      // 18: paddock.runtime.v1.StopSandboxRequest
+	(*StopSandboxResponse)(nil),     // 19: paddock.runtime.v1.StopSandboxResponse
+	(*RemoveSandboxRequest)(nil),    // 20: paddock.runtime.v1.RemoveSandboxRequest
+	(*RemoveSandboxResponse)(nil),   // 21: paddock.runtime.v1.RemoveSandboxResponse
+	(*InspectSandboxRequest)(nil),   // 22: paddock.runtime.v1.InspectSandboxRequest
+	(*ListSandboxesRequest)(nil),    // 23: paddock.runtime.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),   // 24: paddock.runtime.v1.ListSandboxesResponse
+	(*Mount)(nil),                   // 25: paddock.runtime.v1.Mount
+	(*ContainerConfig)(nil),         // 26: paddock.runtime.v1.ContainerConfig
+	(*ExitStatus)(nil),              // 27: paddock.runtime.v1.ExitStatus
+	(*Container)(nil),               // 28: paddock.runtime.v1.Container
+	(*CreateContainerRequest)(nil),  // 29: paddock.runtime.v1.CreateContainerRequest
+	(*CreateContainerResponse)(nil), // 30: paddock.runtime.v1.CreateContainerResponse
+	(*StartContainerRequest)(nil),   // 31: paddock.runtime.v1.StartContainerRequest
+	(*StartContainerResponse)(nil),  // 32: paddock.runtime.v1.StartContainerResponse
+	(*StopContainerRequest)(nil),    // 33: paddock.runtime.v1.StopContainerRequest
+	(*StopContainerResponse)(nil),   // 34: paddock.runtime.v1.StopContainerResponse
+	(*RemoveContainerRequest)(nil),  // 35: paddock.runtime.v1.RemoveContainerRequest
+	(*RemoveContainerResponse)(nil), // 36: paddock.runtime.v1.RemoveContainerResponse
+	(*InspectContainerRequest)(nil), // 37: paddock.runtime.v1.InspectContainerRequest
+	(*ListContainersRequest)(nil),   // 38: paddock.runtime.v1.ListContainersRequest
+	(*ListContainersResponse)(nil),  // 39: paddock.runtime.v1.ListContainersResponse
+	(*WaitContainerRequest)(nil),    // 40: paddock.runtime.v1.WaitContainerRequest
+	(*SignalContainerRequest)(nil),  // 41: paddock.runtime.v1.SignalContainerRequest
+	(*SignalContainerResponse)(nil), // 42: paddock.runtime.v1.SignalContainerResponse
+	(*UpdateResourcesRequest)(nil),  // 43: paddock.runtime.v1.UpdateResourcesRequest
+	(*UpdateResourcesResponse)(nil), // 44: paddock.runtime.v1.UpdateResourcesResponse
+	(*StatsRequest)(nil),            // 45: paddock.runtime.v1.StatsRequest
+	(*ContainerStats)(nil),          // 46: paddock.runtime.v1.ContainerStats
+	(*ExecSyncRequest)(nil),         // 47: paddock.runtime.v1.ExecSyncRequest
+	(*ExecSyncResponse)(nil),        // 48: paddock.runtime.v1.ExecSyncResponse
+	(*ExecStart)(nil),               // 49: paddock.runtime.v1.ExecStart
+	(*ExecInput)(nil),               // 50: paddock.runtime.v1.ExecInput
+	(*Resize)(nil),                  // 51: paddock.runtime.v1.Resize
+	(*ExecOutput)(nil),              // 52: paddock.runtime.v1.ExecOutput
+	(*LogsRequest)(nil),             // 53: paddock.runtime.v1.LogsRequest
+	(*LogLine)(nil),                 // 54: paddock.runtime.v1.LogLine
+	(*RecoverRequest)(nil),          // 55: paddock.runtime.v1.RecoverRequest
+	(*RecoverResponse)(nil),         // 56: paddock.runtime.v1.RecoverResponse
+	(*Image)(nil),                   // 57: paddock.runtime.v1.Image
+	(*RegistryAuth)(nil),            // 58: paddock.runtime.v1.RegistryAuth
+	(*PullImageRequest)(nil),        // 59: paddock.runtime.v1.PullImageRequest
+	(*PullProgress)(nil),            // 60: paddock.runtime.v1.PullProgress
+	(*ImportChunk)(nil),             // 61: paddock.runtime.v1.ImportChunk
+	(*ImportImageResponse)(nil),     // 62: paddock.runtime.v1.ImportImageResponse
+	(*ListImagesRequest)(nil),       // 63: paddock.runtime.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 64: paddock.runtime.v1.ListImagesResponse
+	(*RemoveImageRequest)(nil),      // 65: paddock.runtime.v1.RemoveImageRequest
+	(*RemoveImageResponse)(nil),     // 66: paddock.runtime.v1.RemoveImageResponse
+	(*ImageStatusRequest)(nil),      // 67: paddock.runtime.v1.ImageStatusRequest
+	nil,                             // 68: paddock.runtime.v1.SandboxConfig.LabelsEntry
+	nil,                             // 69: paddock.runtime.v1.SandboxConfig.AnnotationsEntry
+	nil,                             // 70: paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
+	nil,                             // 71: paddock.runtime.v1.ContainerConfig.EnvEntry
+	nil,                             // 72: paddock.runtime.v1.ContainerConfig.LabelsEntry
+	nil,                             // 73: paddock.runtime.v1.ContainerConfig.AnnotationsEntry
+	nil,                             // 74: paddock.runtime.v1.ListContainersRequest.LabelsEntry
 }
 var file_runtime_proto_depIdxs = []int32{
 	0,  // 0: paddock.runtime.v1.CapabilitiesResponse.isolation_class:type_name -> paddock.runtime.v1.IsolationClass
-	12, // 1: paddock.runtime.v1.SandboxConfig.dns:type_name -> paddock.runtime.v1.DNSConfig
-	11, // 2: paddock.runtime.v1.SandboxConfig.resources:type_name -> paddock.runtime.v1.Resources
-	67, // 3: paddock.runtime.v1.SandboxConfig.labels:type_name -> paddock.runtime.v1.SandboxConfig.LabelsEntry
-	68, // 4: paddock.runtime.v1.SandboxConfig.annotations:type_name -> paddock.runtime.v1.SandboxConfig.AnnotationsEntry
-	13, // 5: paddock.runtime.v1.Sandbox.config:type_name -> paddock.runtime.v1.SandboxConfig
-	1,  // 6: paddock.runtime.v1.Sandbox.state:type_name -> paddock.runtime.v1.SandboxState
-	13, // 7: paddock.runtime.v1.CreateSandboxRequest.config:type_name -> paddock.runtime.v1.SandboxConfig
-	14, // 8: paddock.runtime.v1.CreateSandboxResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
-	69, // 9: paddock.runtime.v1.ListSandboxesRequest.labels:type_name -> paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
-	14, // 10: paddock.runtime.v1.ListSandboxesResponse.sandboxes:type_name -> paddock.runtime.v1.Sandbox
-	70, // 11: paddock.runtime.v1.ContainerConfig.env:type_name -> paddock.runtime.v1.ContainerConfig.EnvEntry
-	11, // 12: paddock.runtime.v1.ContainerConfig.resources:type_name -> paddock.runtime.v1.Resources
-	24, // 13: paddock.runtime.v1.ContainerConfig.mounts:type_name -> paddock.runtime.v1.Mount
-	71, // 14: paddock.runtime.v1.ContainerConfig.labels:type_name -> paddock.runtime.v1.ContainerConfig.LabelsEntry
-	72, // 15: paddock.runtime.v1.ContainerConfig.annotations:type_name -> paddock.runtime.v1.ContainerConfig.AnnotationsEntry
-	25, // 16: paddock.runtime.v1.Container.config:type_name -> paddock.runtime.v1.ContainerConfig
-	2,  // 17: paddock.runtime.v1.Container.state:type_name -> paddock.runtime.v1.ContainerState
-	26, // 18: paddock.runtime.v1.Container.exit:type_name -> paddock.runtime.v1.ExitStatus
-	25, // 19: paddock.runtime.v1.CreateContainerRequest.config:type_name -> paddock.runtime.v1.ContainerConfig
-	27, // 20: paddock.runtime.v1.CreateContainerResponse.container:type_name -> paddock.runtime.v1.Container
-	73, // 21: paddock.runtime.v1.ListContainersRequest.labels:type_name -> paddock.runtime.v1.ListContainersRequest.LabelsEntry
-	27, // 22: paddock.runtime.v1.ListContainersResponse.containers:type_name -> paddock.runtime.v1.Container
-	11, // 23: paddock.runtime.v1.UpdateResourcesRequest.resources:type_name -> paddock.runtime.v1.Resources
-	48, // 24: paddock.runtime.v1.ExecInput.start:type_name -> paddock.runtime.v1.ExecStart
-	50, // 25: paddock.runtime.v1.ExecInput.resize:type_name -> paddock.runtime.v1.Resize
-	14, // 26: paddock.runtime.v1.RecoverResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
-	27, // 27: paddock.runtime.v1.RecoverResponse.containers:type_name -> paddock.runtime.v1.Container
-	57, // 28: paddock.runtime.v1.PullImageRequest.auth:type_name -> paddock.runtime.v1.RegistryAuth
-	56, // 29: paddock.runtime.v1.PullProgress.image:type_name -> paddock.runtime.v1.Image
-	56, // 30: paddock.runtime.v1.ImportImageResponse.images:type_name -> paddock.runtime.v1.Image
-	56, // 31: paddock.runtime.v1.ListImagesResponse.images:type_name -> paddock.runtime.v1.Image
-	3,  // 32: paddock.runtime.v1.Identity.Info:input_type -> paddock.runtime.v1.InfoRequest
-	5,  // 33: paddock.runtime.v1.Identity.Capabilities:input_type -> paddock.runtime.v1.CapabilitiesRequest
-	7,  // 34: paddock.runtime.v1.Identity.SetConfig:input_type -> paddock.runtime.v1.SetConfigRequest
-	9,  // 35: paddock.runtime.v1.Identity.Health:input_type -> paddock.runtime.v1.HealthRequest
-	15, // 36: paddock.runtime.v1.Runtime.CreateSandbox:input_type -> paddock.runtime.v1.CreateSandboxRequest
-	17, // 37: paddock.runtime.v1.Runtime.StopSandbox:input_type -> paddock.runtime.v1.StopSandboxRequest
-	19, // 38: paddock.runtime.v1.Runtime.RemoveSandbox:input_type -> paddock.runtime.v1.RemoveSandboxRequest
-	21, // 39: paddock.runtime.v1.Runtime.InspectSandbox:input_type -> paddock.runtime.v1.InspectSandboxRequest
-	22, // 40: paddock.runtime.v1.Runtime.ListSandboxes:input_type -> paddock.runtime.v1.ListSandboxesRequest
-	28, // 41: paddock.runtime.v1.Runtime.CreateContainer:input_type -> paddock.runtime.v1.CreateContainerRequest
-	30, // 42: paddock.runtime.v1.Runtime.StartContainer:input_type -> paddock.runtime.v1.StartContainerRequest
-	32, // 43: paddock.runtime.v1.Runtime.StopContainer:input_type -> paddock.runtime.v1.StopContainerRequest
-	34, // 44: paddock.runtime.v1.Runtime.RemoveContainer:input_type -> paddock.runtime.v1.RemoveContainerRequest
-	36, // 45: paddock.runtime.v1.Runtime.InspectContainer:input_type -> paddock.runtime.v1.InspectContainerRequest
-	37, // 46: paddock.runtime.v1.Runtime.ListContainers:input_type -> paddock.runtime.v1.ListContainersRequest
-	39, // 47: paddock.runtime.v1.Runtime.WaitContainer:input_type -> paddock.runtime.v1.WaitContainerRequest
-	40, // 48: paddock.runtime.v1.Runtime.SignalContainer:input_type -> paddock.runtime.v1.SignalContainerRequest
-	42, // 49: paddock.runtime.v1.Runtime.UpdateResources:input_type -> paddock.runtime.v1.UpdateResourcesRequest
-	44, // 50: paddock.runtime.v1.Runtime.Stats:input_type -> paddock.runtime.v1.StatsRequest
-	46, // 51: paddock.runtime.v1.Runtime.ExecSync:input_type -> paddock.runtime.v1.ExecSyncRequest
-	49, // 52: paddock.runtime.v1.Runtime.Exec:input_type -> paddock.runtime.v1.ExecInput
-	52, // 53: paddock.runtime.v1.Runtime.Logs:input_type -> paddock.runtime.v1.LogsRequest
-	54, // 54: paddock.runtime.v1.Runtime.Recover:input_type -> paddock.runtime.v1.RecoverRequest
-	58, // 55: paddock.runtime.v1.Images.PullImage:input_type -> paddock.runtime.v1.PullImageRequest
-	60, // 56: paddock.runtime.v1.Images.ImportImage:input_type -> paddock.runtime.v1.ImportChunk
-	62, // 57: paddock.runtime.v1.Images.ListImages:input_type -> paddock.runtime.v1.ListImagesRequest
-	64, // 58: paddock.runtime.v1.Images.RemoveImage:input_type -> paddock.runtime.v1.RemoveImageRequest
-	66, // 59: paddock.runtime.v1.Images.ImageStatus:input_type -> paddock.runtime.v1.ImageStatusRequest
-	4,  // 60: paddock.runtime.v1.Identity.Info:output_type -> paddock.runtime.v1.InfoResponse
-	6,  // 61: paddock.runtime.v1.Identity.Capabilities:output_type -> paddock.runtime.v1.CapabilitiesResponse
-	8,  // 62: paddock.runtime.v1.Identity.SetConfig:output_type -> paddock.runtime.v1.SetConfigResponse
-	10, // 63: paddock.runtime.v1.Identity.Health:output_type -> paddock.runtime.v1.HealthEvent
-	16, // 64: paddock.runtime.v1.Runtime.CreateSandbox:output_type -> paddock.runtime.v1.CreateSandboxResponse
-	18, // 65: paddock.runtime.v1.Runtime.StopSandbox:output_type -> paddock.runtime.v1.StopSandboxResponse
-	20, // 66: paddock.runtime.v1.Runtime.RemoveSandbox:output_type -> paddock.runtime.v1.RemoveSandboxResponse
-	14, // 67: paddock.runtime.v1.Runtime.InspectSandbox:output_type -> paddock.runtime.v1.Sandbox
-	23, // 68: paddock.runtime.v1.Runtime.ListSandboxes:output_type -> paddock.runtime.v1.ListSandboxesResponse
-	29, // 69: paddock.runtime.v1.Runtime.CreateContainer:output_type -> paddock.runtime.v1.CreateContainerResponse
-	31, // 70: paddock.runtime.v1.Runtime.StartContainer:output_type -> paddock.runtime.v1.StartContainerResponse
-	33, // 71: paddock.runtime.v1.Runtime.StopContainer:output_type -> paddock.runtime.v1.StopContainerResponse
-	35, // 72: paddock.runtime.v1.Runtime.RemoveContainer:output_type -> paddock.runtime.v1.RemoveContainerResponse
-	27, // 73: paddock.runtime.v1.Runtime.InspectContainer:output_type -> paddock.runtime.v1.Container
-	38, // 74: paddock.runtime.v1.Runtime.ListContainers:output_type -> paddock.runtime.v1.ListContainersResponse
-	26, // 75: paddock.runtime.v1.Runtime.WaitContainer:output_type -> paddock.runtime.v1.ExitStatus
-	41, // 76: paddock.runtime.v1.Runtime.SignalContainer:output_type -> paddock.runtime.v1.SignalContainerResponse
-	43, // 77: paddock.runtime.v1.Runtime.UpdateResources:output_type -> paddock.runtime.v1.UpdateResourcesResponse
-	45, // 78: paddock.runtime.v1.Runtime.Stats:output_type -> paddock.runtime.v1.ContainerStats
-	47, // 79: paddock.runtime.v1.Runtime.ExecSync:output_type -> paddock.runtime.v1.ExecSyncResponse
-	51, // 80: paddock.runtime.v1.Runtime.Exec:output_type -> paddock.runtime.v1.ExecOutput
-	53, // 81: paddock.runtime.v1.Runtime.Logs:output_type -> paddock.runtime.v1.LogLine
-	55, // 82: paddock.runtime.v1.Runtime.Recover:output_type -> paddock.runtime.v1.RecoverResponse
-	59, // 83: paddock.runtime.v1.Images.PullImage:output_type -> paddock.runtime.v1.PullProgress
-	61, // 84: paddock.runtime.v1.Images.ImportImage:output_type -> paddock.runtime.v1.ImportImageResponse
-	63, // 85: paddock.runtime.v1.Images.ListImages:output_type -> paddock.runtime.v1.ListImagesResponse
-	65, // 86: paddock.runtime.v1.Images.RemoveImage:output_type -> paddock.runtime.v1.RemoveImageResponse
-	56, // 87: paddock.runtime.v1.Images.ImageStatus:output_type -> paddock.runtime.v1.Image
-	60, // [60:88] is the sub-list for method output_type
-	32, // [32:60] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	11, // 1: paddock.runtime.v1.HealthEvent.conditions:type_name -> paddock.runtime.v1.RuntimeCondition
+	13, // 2: paddock.runtime.v1.SandboxConfig.dns:type_name -> paddock.runtime.v1.DNSConfig
+	12, // 3: paddock.runtime.v1.SandboxConfig.resources:type_name -> paddock.runtime.v1.Resources
+	68, // 4: paddock.runtime.v1.SandboxConfig.labels:type_name -> paddock.runtime.v1.SandboxConfig.LabelsEntry
+	69, // 5: paddock.runtime.v1.SandboxConfig.annotations:type_name -> paddock.runtime.v1.SandboxConfig.AnnotationsEntry
+	14, // 6: paddock.runtime.v1.Sandbox.config:type_name -> paddock.runtime.v1.SandboxConfig
+	1,  // 7: paddock.runtime.v1.Sandbox.state:type_name -> paddock.runtime.v1.SandboxState
+	14, // 8: paddock.runtime.v1.CreateSandboxRequest.config:type_name -> paddock.runtime.v1.SandboxConfig
+	15, // 9: paddock.runtime.v1.CreateSandboxResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
+	70, // 10: paddock.runtime.v1.ListSandboxesRequest.labels:type_name -> paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
+	15, // 11: paddock.runtime.v1.ListSandboxesResponse.sandboxes:type_name -> paddock.runtime.v1.Sandbox
+	71, // 12: paddock.runtime.v1.ContainerConfig.env:type_name -> paddock.runtime.v1.ContainerConfig.EnvEntry
+	12, // 13: paddock.runtime.v1.ContainerConfig.resources:type_name -> paddock.runtime.v1.Resources
+	25, // 14: paddock.runtime.v1.ContainerConfig.mounts:type_name -> paddock.runtime.v1.Mount
+	72, // 15: paddock.runtime.v1.ContainerConfig.labels:type_name -> paddock.runtime.v1.ContainerConfig.LabelsEntry
+	73, // 16: paddock.runtime.v1.ContainerConfig.annotations:type_name -> paddock.runtime.v1.ContainerConfig.AnnotationsEntry
+	26, // 17: paddock.runtime.v1.Container.config:type_name -> paddock.runtime.v1.ContainerConfig
+	2,  // 18: paddock.runtime.v1.Container.state:type_name -> paddock.runtime.v1.ContainerState
+	27, // 19: paddock.runtime.v1.Container.exit:type_name -> paddock.runtime.v1.ExitStatus
+	26, // 20: paddock.runtime.v1.CreateContainerRequest.config:type_name -> paddock.runtime.v1.ContainerConfig
+	28, // 21: paddock.runtime.v1.CreateContainerResponse.container:type_name -> paddock.runtime.v1.Container
+	74, // 22: paddock.runtime.v1.ListContainersRequest.labels:type_name -> paddock.runtime.v1.ListContainersRequest.LabelsEntry
+	28, // 23: paddock.runtime.v1.ListContainersResponse.containers:type_name -> paddock.runtime.v1.Container
+	12, // 24: paddock.runtime.v1.UpdateResourcesRequest.resources:type_name -> paddock.runtime.v1.Resources
+	49, // 25: paddock.runtime.v1.ExecInput.start:type_name -> paddock.runtime.v1.ExecStart
+	51, // 26: paddock.runtime.v1.ExecInput.resize:type_name -> paddock.runtime.v1.Resize
+	15, // 27: paddock.runtime.v1.RecoverResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
+	28, // 28: paddock.runtime.v1.RecoverResponse.containers:type_name -> paddock.runtime.v1.Container
+	58, // 29: paddock.runtime.v1.PullImageRequest.auth:type_name -> paddock.runtime.v1.RegistryAuth
+	57, // 30: paddock.runtime.v1.PullProgress.image:type_name -> paddock.runtime.v1.Image
+	57, // 31: paddock.runtime.v1.ImportImageResponse.images:type_name -> paddock.runtime.v1.Image
+	57, // 32: paddock.runtime.v1.ListImagesResponse.images:type_name -> paddock.runtime.v1.Image
+	3,  // 33: paddock.runtime.v1.Identity.Info:input_type -> paddock.runtime.v1.InfoRequest
+	5,  // 34: paddock.runtime.v1.Identity.Capabilities:input_type -> paddock.runtime.v1.CapabilitiesRequest
+	7,  // 35: paddock.runtime.v1.Identity.SetConfig:input_type -> paddock.runtime.v1.SetConfigRequest
+	9,  // 36: paddock.runtime.v1.Identity.Health:input_type -> paddock.runtime.v1.HealthRequest
+	16, // 37: paddock.runtime.v1.Runtime.CreateSandbox:input_type -> paddock.runtime.v1.CreateSandboxRequest
+	18, // 38: paddock.runtime.v1.Runtime.StopSandbox:input_type -> paddock.runtime.v1.StopSandboxRequest
+	20, // 39: paddock.runtime.v1.Runtime.RemoveSandbox:input_type -> paddock.runtime.v1.RemoveSandboxRequest
+	22, // 40: paddock.runtime.v1.Runtime.InspectSandbox:input_type -> paddock.runtime.v1.InspectSandboxRequest
+	23, // 41: paddock.runtime.v1.Runtime.ListSandboxes:input_type -> paddock.runtime.v1.ListSandboxesRequest
+	29, // 42: paddock.runtime.v1.Runtime.CreateContainer:input_type -> paddock.runtime.v1.CreateContainerRequest
+	31, // 43: paddock.runtime.v1.Runtime.StartContainer:input_type -> paddock.runtime.v1.StartContainerRequest
+	33, // 44: paddock.runtime.v1.Runtime.StopContainer:input_type -> paddock.runtime.v1.StopContainerRequest
+	35, // 45: paddock.runtime.v1.Runtime.RemoveContainer:input_type -> paddock.runtime.v1.RemoveContainerRequest
+	37, // 46: paddock.runtime.v1.Runtime.InspectContainer:input_type -> paddock.runtime.v1.InspectContainerRequest
+	38, // 47: paddock.runtime.v1.Runtime.ListContainers:input_type -> paddock.runtime.v1.ListContainersRequest
+	40, // 48: paddock.runtime.v1.Runtime.WaitContainer:input_type -> paddock.runtime.v1.WaitContainerRequest
+	41, // 49: paddock.runtime.v1.Runtime.SignalContainer:input_type -> paddock.runtime.v1.SignalContainerRequest
+	43, // 50: paddock.runtime.v1.Runtime.UpdateResources:input_type -> paddock.runtime.v1.UpdateResourcesRequest
+	45, // 51: paddock.runtime.v1.Runtime.Stats:input_type -> paddock.runtime.v1.StatsRequest
+	47, // 52: paddock.runtime.v1.Runtime.ExecSync:input_type -> paddock.runtime.v1.ExecSyncRequest
+	50, // 53: paddock.runtime.v1.Runtime.Exec:input_type -> paddock.runtime.v1.ExecInput
+	53, // 54: paddock.runtime.v1.Runtime.Logs:input_type -> paddock.runtime.v1.LogsRequest
+	55, // 55: paddock.runtime.v1.Runtime.Recover:input_type -> paddock.runtime.v1.RecoverRequest
+	59, // 56: paddock.runtime.v1.Images.PullImage:input_type -> paddock.runtime.v1.PullImageRequest
+	61, // 57: paddock.runtime.v1.Images.ImportImage:input_type -> paddock.runtime.v1.ImportChunk
+	63, // 58: paddock.runtime.v1.Images.ListImages:input_type -> paddock.runtime.v1.ListImagesRequest
+	65, // 59: paddock.runtime.v1.Images.RemoveImage:input_type -> paddock.runtime.v1.RemoveImageRequest
+	67, // 60: paddock.runtime.v1.Images.ImageStatus:input_type -> paddock.runtime.v1.ImageStatusRequest
+	4,  // 61: paddock.runtime.v1.Identity.Info:output_type -> paddock.runtime.v1.InfoResponse
+	6,  // 62: paddock.runtime.v1.Identity.Capabilities:output_type -> paddock.runtime.v1.CapabilitiesResponse
+	8,  // 63: paddock.runtime.v1.Identity.SetConfig:output_type -> paddock.runtime.v1.SetConfigResponse
+	10, // 64: paddock.runtime.v1.Identity.Health:output_type -> paddock.runtime.v1.HealthEvent
+	17, // 65: paddock.runtime.v1.Runtime.CreateSandbox:output_type -> paddock.runtime.v1.CreateSandboxResponse
+	19, // 66: paddock.runtime.v1.Runtime.StopSandbox:output_type -> paddock.runtime.v1.StopSandboxResponse
+	21, // 67: paddock.runtime.v1.Runtime.RemoveSandbox:output_type -> paddock.runtime.v1.RemoveSandboxResponse
+	15, // 68: paddock.runtime.v1.Runtime.InspectSandbox:output_type -> paddock.runtime.v1.Sandbox
+	24, // 69: paddock.runtime.v1.Runtime.ListSandboxes:output_type -> paddock.runtime.v1.ListSandboxesResponse
+	30, // 70: paddock.runtime.v1.Runtime.CreateContainer:output_type -> paddock.runtime.v1.CreateContainerResponse
+	32, // 71: paddock.runtime.v1.Runtime.StartContainer:output_type -> paddock.runtime.v1.StartContainerResponse
+	34, // 72: paddock.runtime.v1.Runtime.StopContainer:output_type -> paddock.runtime.v1.StopContainerResponse
+	36, // 73: paddock.runtime.v1.Runtime.RemoveContainer:output_type -> paddock.runtime.v1.RemoveContainerResponse
+	28, // 74: paddock.runtime.v1.Runtime.InspectContainer:output_type -> paddock.runtime.v1.Container
+	39, // 75: paddock.runtime.v1.Runtime.ListContainers:output_type -> paddock.runtime.v1.ListContainersResponse
+	27, // 76: paddock.runtime.v1.Runtime.WaitContainer:output_type -> paddock.runtime.v1.ExitStatus
+	42, // 77: paddock.runtime.v1.Runtime.SignalContainer:output_type -> paddock.runtime.v1.SignalContainerResponse
+	44, // 78: paddock.runtime.v1.Runtime.UpdateResources:output_type -> paddock.runtime.v1.UpdateResourcesResponse
+	46, // 79: paddock.runtime.v1.Runtime.Stats:output_type -> paddock.runtime.v1.ContainerStats
+	48, // 80: paddock.runtime.v1.Runtime.ExecSync:output_type -> paddock.runtime.v1.ExecSyncResponse
+	52, // 81: paddock.runtime.v1.Runtime.Exec:output_type -> paddock.runtime.v1.ExecOutput
+	54, // 82: paddock.runtime.v1.Runtime.Logs:output_type -> paddock.runtime.v1.LogLine
+	56, // 83: paddock.runtime.v1.Runtime.Recover:output_type -> paddock.runtime.v1.RecoverResponse
+	60, // 84: paddock.runtime.v1.Images.PullImage:output_type -> paddock.runtime.v1.PullProgress
+	62, // 85: paddock.runtime.v1.Images.ImportImage:output_type -> paddock.runtime.v1.ImportImageResponse
+	64, // 86: paddock.runtime.v1.Images.ListImages:output_type -> paddock.runtime.v1.ListImagesResponse
+	66, // 87: paddock.runtime.v1.Images.RemoveImage:output_type -> paddock.runtime.v1.RemoveImageResponse
+	57, // 88: paddock.runtime.v1.Images.ImageStatus:output_type -> paddock.runtime.v1.Image
+	61, // [61:89] is the sub-list for method output_type
+	33, // [33:61] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_runtime_proto_init() }
@@ -4464,13 +4561,13 @@ func file_runtime_proto_init() {
 	if File_runtime_proto != nil {
 		return
 	}
-	file_runtime_proto_msgTypes[46].OneofWrappers = []any{
+	file_runtime_proto_msgTypes[47].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_Resize)(nil),
 		(*ExecInput_CloseStdin)(nil),
 	}
-	file_runtime_proto_msgTypes[48].OneofWrappers = []any{
+	file_runtime_proto_msgTypes[49].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -4481,7 +4578,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   71,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

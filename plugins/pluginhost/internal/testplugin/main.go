@@ -16,6 +16,10 @@
 //	"crashTimes": N          counter in "counterFile" is below N
 //	"counterFile": PATH      (each crash adds one)
 //	{"logEvery": "20ms"}     logs a "tick" line that often
+//	{"stdout": "text"}       writes text to os.Stdout (go-plugin's stdio
+//	                         stream) in SetConfig
+//	{"rawStdout": "text"}    writes text to file descriptor 1 (the
+//	                         handshake pipe) in SetConfig
 //
 // SetConfig writes what it was given to STATE_DIR/setconfig.json.
 package main
@@ -60,6 +64,8 @@ type config struct {
 	CrashTimes  int    `json:"crashTimes"`
 	CounterFile string `json:"counterFile"`
 	LogEvery    string `json:"logEvery"`
+	Stdout      string `json:"stdout"`
+	RawStdout   string `json:"rawStdout"`
 }
 
 type testPlugin struct {
@@ -108,6 +114,8 @@ func (p *testPlugin) SetConfig(_ context.Context, r *runtimev1.SetConfigRequest)
 	if err := os.WriteFile(filepath.Join(r.StateDir, "setconfig.json"), seen, 0o600); err != nil {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "state dir: "+err.Error())
 	}
+	os.Stdout.WriteString(c.Stdout)
+	os.NewFile(1, "stdout").WriteString(c.RawStdout)
 	p.once.Do(func() { p.apply(c) })
 	p.log.Info("configured", "api_version", r.ApiVersion)
 	return &runtimev1.SetConfigResponse{}, nil
