@@ -1,37 +1,27 @@
 package apibench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	benchmachine "github.com/paddock-dev/paddock/bench/internal/machine"
 )
 
 // machine describes where a run happened, in the terms of the ground
-// rules of docs/benchmarks.md.
+// rules of docs/benchmarks.md: what every benchmark reports, plus the
+// disk under etcd.
 type machine struct {
-	NProc      int
-	Affinity   string // Cpus_allowed_list of this process
-	Kernel     string
-	CPUModel   string
-	MemTotal   string
+	benchmachine.Info
 	Disk       string // df's line for the data directory
 	Rotational string // the block device's rotational flag
-	Cgroup     string
-	GOMAXPROCS int
-	GoVersion  string
 	Etcd       string
-	Source     string // the VCS revision the binary was built from
-	LoadBefore string
-	LoadAfter  string
 	Fsync      fsyncResult
 }
 
@@ -49,22 +39,13 @@ const fsyncBlockSize = 2300
 // describeMachine gathers the machine's description; dir is the directory
 // the data lives in.
 func describeMachine(ctx context.Context, dir string) machine {
-	m := machine{
-		NProc:      runtime.NumCPU(),
-		Affinity:   procStatusField("Cpus_allowed_list"),
-		Kernel:     strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")),
-		CPUModel:   cpuModel(),
-		MemTotal:   memTotal(),
-		Cgroup:     cgroupMode(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0),
-		GoVersion:  runtime.Version(),
-		Etcd:       moduleVersion("go.etcd.io/etcd/server/v3"),
-		Source:     sourceRevision(ctx),
-		LoadBefore: loadAvg(),
-	}
+	m := machine{Info: benchmachine.Describe(ctx), Etcd: benchmachine.ModuleVersion("go.etcd.io/etcd/server/v3")}
 	m.Disk, m.Rotational = diskOf(ctx, dir)
 	return m
 }
+
+// loadAvg returns the load averages.
+var loadAvg = benchmachine.LoadAvg
 
 func readFile(path string) string {
 	b, err := os.ReadFile(path)
@@ -72,125 +53,6 @@ func readFile(path string) string {
 		return ""
 	}
 	return string(b)
-}
-
-func loadAvg() string {
-	f := strings.Fields(readFile("/proc/loadavg"))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func procStatusField(name string) string {
-	for line := range strings.Lines(readFile("/proc/self/status")) {
-		if v, ok := strings.CutPrefix(line, name+":"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-func cpuModel() string {
-	for line := range strings.Lines(readFile("/proc/cpuinfo")) {
-		k, v, ok := strings.Cut(line, ":")
-		if ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-func memTotal() string {
-	for line := range strings.Lines(readFile("/proc/meminfo")) {
-		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			f := strings.Fields(v)
-			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-				return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-			}
-		}
-	}
-	return "unknown"
-}
-
-// cgroupMode says whether cgroup v2 is the only hierarchy, from the
-// mount table.
-func cgroupMode() string {
-	var v1 []string
-	var v2 []string
-	for line := range strings.Lines(readFile("/proc/self/mounts")) {
-		f := strings.Fields(line)
-		if len(f) < 4 {
-			continue
-		}
-		switch f[2] {
-		case "cgroup2":
-			v2 = append(v2, f[1])
-		case "cgroup":
-			v1 = append(v1, filepath.Base(f[1]))
-		}
-	}
-	switch {
-	case len(v2) > 0 && len(v1) == 0:
-		return "v2 only (unified hierarchy at " + strings.Join(v2, ", ") + ")"
-	case len(v2) > 0:
-		return fmt.Sprintf("no: hybrid, v1 hierarchies %s and v2 at %s", strings.Join(v1, ","), strings.Join(v2, ", "))
-	case len(v1) > 0:
-		return "no: v1 only (" + strings.Join(v1, ",") + ")"
-	}
-	return "unknown (no cgroup mounts visible)"
-}
-
-// moduleVersion returns the version of a module linked into the binary.
-func moduleVersion(path string) string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	for _, d := range bi.Deps {
-		if d.Path == path {
-			if d.Replace != nil {
-				return d.Replace.Version
-			}
-			return d.Version
-		}
-	}
-	return "unknown"
-}
-
-// sourceRevision describes the commit the binary was built from, as go
-// build records it or, when it was built without (-buildvcs=false), as git
-// reports the working directory.
-func sourceRevision(ctx context.Context) string {
-	var rev, modified string
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value
-			}
-		}
-	}
-	from := "build info"
-	if rev == "" {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "git", "rev-parse", "HEAD").Output()
-		if err != nil {
-			return "unknown (no VCS information in the binary, and git: " + err.Error() + ")"
-		}
-		rev, from = strings.TrimSpace(string(out)), "git, working directory at run time"
-		if out, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
-			modified = strconv.FormatBool(len(bytes.TrimSpace(out)) > 0)
-		}
-	}
-	rev = rev[:min(12, len(rev))]
-	if modified == "true" {
-		rev += " plus uncommitted changes"
-	}
-	return rev + " (" + from + ")"
 }
 
 // diskOf returns df's description of the file system holding dir and

@@ -1,17 +1,14 @@
 package apibench
 
 import (
-	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paddock-dev/paddock/bench/internal/mdreport"
 )
 
 // results is everything a run measured.
@@ -88,28 +85,6 @@ func clientsLabel(c int) string {
 	return strconv.Itoa(c) + " clients"
 }
 
-// table is a Markdown table under construction.
-type table struct {
-	b bytes.Buffer
-}
-
-func newTable(cols ...string) *table {
-	t := &table{}
-	t.row(cols...)
-	seps := make([]string, len(cols))
-	for i := range seps {
-		seps[i] = "---"
-	}
-	t.row(seps...)
-	return t
-}
-
-func (t *table) row(cells ...string) {
-	t.b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
-}
-
-func (t *table) String() string { return t.b.String() }
-
 // markdown returns the run's report: the summary table with goals, the
 // raw samples and the machine.
 func (res *results) markdown() string {
@@ -126,7 +101,7 @@ func (res *results) markdown() string {
 	t := newTable("Metric", "Value", "Floor", "Ratio", "Goal")
 	for _, c := range cfg.Clients {
 		if w := res.find("raw-put-small", c); w != nil {
-			t.row(fmt.Sprintf("raw etcd put, 8 B key / 256 B value, %s (puts/s)", clientsLabel(c)),
+			t.Row(fmt.Sprintf("raw etcd put, 8 B key / 256 B value, %s (puts/s)", clientsLabel(c)),
 				rate(w.summary().Rate), "", "", "anchor: etcd 583/s at 1 client, 44,341/s at 1,000 clients on 3 × 8 vCPU")
 		}
 	}
@@ -150,22 +125,22 @@ func (res *results) markdown() string {
 			if c >= 64 {
 				goal += fmt.Sprintf(" (B4 also: ≥ %s/s at 1,000 clients)", rate(goalCreatesAt1000))
 			}
-			t.row(fmt.Sprintf("%s of %d B ConfigMaps, %s (creates/s)", w.Label, res.objectBytes, clientsLabel(c)),
+			t.Row(fmt.Sprintf("%s of %d B ConfigMaps, %s (creates/s)", w.Label, res.objectBytes, clientsLabel(c)),
 				rate(s.Rate), floorRate(raw, rs, "raw puts/s"), ratio, goal)
 		}
 		if w := res.find("api-create-edit", c); w != nil && raw != nil && c > 1 {
 			s := w.summary()
-			t.row(fmt.Sprintf("process CPU per create, tenant edit, %s (µs)", clientsLabel(c)), rate(us(s.CPUPerOp)), rate(us(rs.CPUPerOp))+" per raw put",
+			t.Row(fmt.Sprintf("process CPU per create, tenant edit, %s (µs)", clientsLabel(c)), rate(us(s.CPUPerOp)), rate(us(rs.CPUPerOp))+" per raw put",
 				fmt.Sprintf("%.1f", float64(s.CPUPerOp)/float64(max(rs.CPUPerOp, 1))), "none; what the ratio above costs in CPU")
 		}
 		if w := res.find("api-create-edit", c); w != nil {
 			s := w.summary()
 			if c == 1 {
-				t.row("API create p50 / p99, tenant edit, 1 client (ms)", ms(s.P50)+" / "+ms(s.P99), floorLat(raw, rs),
+				t.Row("API create p50 / p99, tenant edit, 1 client (ms)", ms(s.P50)+" / "+ms(s.P99), floorLat(raw, rs),
 					ifFloor(raw, fmt.Sprintf("+%s ms at p50", ms(s.P50-rs.P50))),
 					fmt.Sprintf("p50 ≤ %s ms and ≤ floor + 0.4 ms: %s", ms(goalCreateP50), verdict(s.P50 <= goalCreateP50 && (raw == nil || s.P50-rs.P50 <= 400*time.Microsecond))))
 			} else {
-				t.row(fmt.Sprintf("API create p50 / p99, tenant edit, %s (ms)", clientsLabel(c)), ms(s.P50)+" / "+ms(s.P99), floorLat(raw, rs),
+				t.Row(fmt.Sprintf("API create p50 / p99, tenant edit, %s (ms)", clientsLabel(c)), ms(s.P50)+" / "+ms(s.P99), floorLat(raw, rs),
 					ifFloor(raw, fmt.Sprintf("%.1f× at p99", float64(s.P99)/float64(max(rs.P99, 1)))),
 					fmt.Sprintf("mutating p99 ≤ %s ms: %s", ms(goalMutatingP99), verdict(s.P99 <= goalMutatingP99)))
 			}
@@ -181,9 +156,9 @@ func (res *results) markdown() string {
 			rs = raw.summary()
 		}
 		s := w.summary()
-		t.row(fmt.Sprintf("API get, tenant edit, %s (gets/s)", clientsLabel(c)), rate(s.Rate), floorRate(raw, rs, "raw gets/s"),
+		t.Row(fmt.Sprintf("API get, tenant edit, %s (gets/s)", clientsLabel(c)), rate(s.Rate), floorRate(raw, rs, "raw gets/s"),
 			ifFloor(raw, fmt.Sprintf("%.2f", s.Rate/rs.Rate)), "anchor: 16,623 etcd reads/s on 2 vCPU")
-		t.row(fmt.Sprintf("API get p50 / p99, %s (ms)", clientsLabel(c)), ms(s.P50)+" / "+ms(s.P99), floorLat(raw, rs),
+		t.Row(fmt.Sprintf("API get p50 / p99, %s (ms)", clientsLabel(c)), ms(s.P50)+" / "+ms(s.P99), floorLat(raw, rs),
 			ifFloor(raw, fmt.Sprintf("+%s ms at p50", ms(s.P50-rs.P50))), "p99 ≤ 1000 ms (API SLO): "+verdict(s.P99 <= time.Second))
 	}
 	if wr := res.watch; wr != nil {
@@ -196,18 +171,18 @@ func (res *results) markdown() string {
 			rates = append(rates, float64(r.Writes)/r.Elapsed.Seconds())
 		}
 		wp99 := medianDuration(p99)
-		t.row(fmt.Sprintf("watch write→delivery p50 / p99, %s watchers, %d updates/s asked, %.0f made (ms)", rate(float64(wr.Watchers)), wr.Rate, median(rates)),
+		t.Row(fmt.Sprintf("watch write→delivery p50 / p99, %s watchers, %d updates/s asked, %.0f made (ms)", rate(float64(wr.Watchers)), wr.Rate, median(rates)),
 			ms(medianDuration(p50))+" / "+ms(wp99), "", "",
 			fmt.Sprintf("p99 ≤ %s ms (at 10,000 watchers): %s", ms(goalWatchP99), verdict(wp99 <= goalWatchP99 && got == exp)))
-		t.row("watch deliveries received / expected", fmt.Sprintf("%s / %s", rate(float64(got)), rate(float64(exp))), "", fmt.Sprintf("%.4f", float64(got)/float64(max(exp, 1))), "all")
+		t.Row("watch deliveries received / expected", fmt.Sprintf("%s / %s", rate(float64(got)), rate(float64(exp))), "", fmt.Sprintf("%.4f", float64(got)/float64(max(exp, 1))), "all")
 		n := int64(wr.Watchers)
 		mem := wr.Mem
-		t.row("memory per watcher, whole process: heap / heap + stacks (B)",
+		t.Row("memory per watcher, whole process: heap / heap + stacks (B)",
 			fmt.Sprintf("%s / %s", rate(float64(mem.HeapInuse/n)), rate(float64((mem.HeapInuse+mem.StackInuse)/n))), "", "",
 			fmt.Sprintf("≤ %d B (server side): see the next row", goalWatcherBytes))
 		serverHeap := mem.Heap["server"] / n
 		serverStacks := int64(mem.Goroutine["server"]) * mem.avgStack() / n
-		t.row("memory per watcher, server side: heap / heap + stacks (est.) (B)",
+		t.Row("memory per watcher, server side: heap / heap + stacks (est.) (B)",
 			fmt.Sprintf("%s / %s", rate(float64(serverHeap)), rate(float64(serverHeap+serverStacks))), "", "",
 			fmt.Sprintf("≤ %d B: %s", goalWatcherBytes, verdict(serverHeap+serverStacks <= goalWatcherBytes)))
 	}
@@ -229,7 +204,7 @@ func (res *results) markdown() string {
 		if s.Stall >= 0 {
 			stall = fmt.Sprintf("%.0f%%", 100*s.Stall)
 		}
-		d.row(w.Label, strconv.Itoa(w.Clients), conns, rate(s.Rate)+" "+w.Unit, ms(s.P50), ms(s.P90), ms(s.P99), strings.Join(each, ", "), rate(float64(s.Ops)),
+		d.Row(w.Label, strconv.Itoa(w.Clients), conns, rate(s.Rate)+" "+w.Unit, ms(s.P50), ms(s.P90), ms(s.P99), strings.Join(each, ", "), rate(float64(s.Ops)),
 			rate(float64(s.CPUPerOp)/float64(time.Microsecond)), fmt.Sprintf("%.2f", s.Cores), stall)
 	}
 	b.WriteString(d.String())
@@ -237,7 +212,7 @@ func (res *results) markdown() string {
 		b.WriteString("\n")
 		wt := newTable("Watch repetition", "Updates", "Delivered / expected", "p50 ms", "p90 ms", "p99 ms", "max ms")
 		for i, r := range wr.Reps {
-			wt.row(strconv.Itoa(i+1), strconv.Itoa(r.Writes), fmt.Sprintf("%d / %d", r.Delivered, r.Expected),
+			wt.Row(strconv.Itoa(i+1), strconv.Itoa(r.Writes), fmt.Sprintf("%d / %d", r.Delivered, r.Expected),
 				ms(r.Lat.P50), ms(r.Lat.P90), ms(r.Lat.P99), ms(r.Lat.Max))
 		}
 		b.WriteString(wt.String())
@@ -254,7 +229,7 @@ func (res *results) markdown() string {
 		b.WriteString("\nWhere the open watchers' memory is, per watcher (heap by the innermost frame that tells the owner; goroutines by the same rule):\n\n")
 		st := newTable("Site", "Heap B per watcher", "Goroutines per watcher", "Their stacks, B per watcher (est.)")
 		for _, k := range topSites(mem, 12) {
-			st.row("`"+k+"`", rate(float64(mem.Heap[k])/float64(wr.Watchers)), fmt.Sprintf("%.2f", float64(mem.Goroutine[k])/float64(wr.Watchers)),
+			st.Row("`"+k+"`", rate(float64(mem.Heap[k])/float64(wr.Watchers)), fmt.Sprintf("%.2f", float64(mem.Goroutine[k])/float64(wr.Watchers)),
 				rate(float64(int64(mem.Goroutine[k])*mem.avgStack())/float64(wr.Watchers)))
 		}
 		b.WriteString(st.String())
@@ -348,110 +323,27 @@ func ifFloor(floor *workload, s string) string {
 	return s
 }
 
-// rate formats a number with thousands separators and no decimals.
-func rate(v float64) string {
-	neg := v < 0
-	s := strconv.FormatInt(int64(v+0.5*sign(v)), 10)
-	s = strings.TrimPrefix(s, "-")
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
-}
-
-func sign(v float64) float64 {
-	if v < 0 {
-		return -1
-	}
-	return 1
-}
-
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-// ms formats a duration in milliseconds.
-func ms(d time.Duration) string {
-	v := float64(d) / float64(time.Millisecond)
-	switch {
-	case v < 10 && v > -10:
-		return strconv.FormatFloat(v, 'f', 2, 64)
-	case v < 100 && v > -100:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 0, 64)
-}
+// The B4 section of docs/benchmarks.md (see bench/internal/mdreport).
+const sectionName = "B4"
 
-// Markers around the section Run writes into docs/benchmarks.md.
-const (
-	sectionBegin = "<!-- paddock-bench B4: begin. Generated by `paddock-bench --write`; edits between the markers are overwritten. -->"
-	sectionEnd   = "<!-- paddock-bench B4: end -->"
-	beginPrefix  = "<!-- paddock-bench B4: begin"
+var (
+	sectionBegin     = mdreport.Begin(sectionName)
+	sectionEnd       = mdreport.End(sectionName)
+	benchmarksHeader = mdreport.Header
 )
 
-const benchmarksHeader = `# Benchmarks
-
-Results of the benchmark programs (` + "`make bench`" + `). What each one measures and the marks to
-beat are in the design notes; every table here was written by the program named in it, with the
-command, the date and the machine. Absolute numbers drift on shared machines: compare the ratios
-to the floor measured in the same run.
-`
-
 // section wraps a report in the markers.
-func (res *results) section(report string) string {
-	return sectionBegin + "\n\n" + report + "\n" + sectionEnd + "\n"
-}
+func (res *results) section(report string) string { return mdreport.Wrap(sectionName, report) }
 
-// writeSection replaces the marked section of the Markdown file at path
-// with section, appending it when the file has none and creating the file
-// when it does not exist. The file is replaced atomically.
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte(benchmarksHeader), nil
-	}
-	if err != nil {
-		return err
-	}
-	text := string(old)
-	var out string
-	i := strings.Index(text, beginPrefix)
-	j := strings.Index(text, sectionEnd)
-	switch {
-	case i >= 0 && j > i:
-		out = text[:i] + section + strings.TrimPrefix(text[j+len(sectionEnd):], "\n")
-	case i >= 0 || j >= 0:
-		return fmt.Errorf("%s: found only one of the markers of the B4 section; fix the file by hand", path)
-	default:
-		out = strings.TrimRight(text, "\n") + "\n\n" + section
-	}
-	mode := fs.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".benchmarks-*.md")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(out); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+// writeSection replaces the B4 section of the Markdown file at path with
+// section, as mdreport.Replace does.
+func writeSection(path, section string) error { return mdreport.Replace(path, sectionName, section) }
+
+// Formats shared with the other benchmarks.
+var (
+	newTable = mdreport.NewTable
+	rate     = mdreport.Count
+	ms       = mdreport.Ms
+)

@@ -1,7 +1,9 @@
-// Command paddock-bench runs benchmark B4 (API write path, store and watch
-// fan-out) against the raw etcd floor on this machine, prints a Markdown
-// table and, with --write, records it in docs/benchmarks.md. See package
-// bench/apibench.
+// Command paddock-bench runs Paddock's benchmarks against their floors on
+// this machine, prints a Markdown table per benchmark and, with --write,
+// records each in its section of docs/benchmarks.md: B3, container start
+// through the runtime plugin against bare runc (package
+// bench/runtimebench), and B4, the API write path, store and watch fan-out
+// against raw etcd (package bench/apibench).
 package main
 
 import (
@@ -12,21 +14,31 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/paddock-dev/paddock/bench/apibench"
+	"github.com/paddock-dev/paddock/bench/runtimebench"
 )
+
+// allBenchmarks are the benchmarks this command runs, in the order it
+// runs them.
+var allBenchmarks = []string{"B3", "B4"}
 
 func main() {
 	cfg := apibench.DefaultConfig()
+	rcfg := runtimebench.DefaultConfig()
 	fs := flag.NewFlagSet("paddock-bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: paddock-bench [flags]\n\nRuns benchmark B4 (API creates, gets and watch fan-out against raw etcd) in one process.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: paddock-bench [flags]\n\nRuns benchmarks against their floors on this machine:\n"+
+			"  B3  container start through the runtime plugin against bare runc run (flags --b3-*, --runtime-plugin, --image-archive, --runc; needs root)\n"+
+			"  B4  API creates, gets and watch fan-out against raw etcd, in one process (the other flags)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the run's temporary data (decides the disk under etcd; default: the system temp dir)")
+	benchmarks := fs.String("benchmarks", strings.Join(allBenchmarks, ","), "comma-separated benchmarks to run")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the run's temporary data (decides the disk under etcd and the plugin's image store; default: the system temp dir)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each repetition of each workload")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured warm-up of each workload")
 	fs.IntVar(&cfg.Reps, "reps", cfg.Reps, "repetitions")
@@ -42,7 +54,15 @@ func main() {
 	phases := fs.String("phases", strings.Join(apibench.AllPhases, ","), "comma-separated phases to run")
 	workloads := fs.String("workloads", "", "run only these workloads of the throughput phases, e.g. api-create-edit (for profiling; floors are skipped unless named)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured phases to this file")
-	fs.StringVar(&cfg.Write, "write", "", "replace (or add) the B4 section of this Markdown file, e.g. docs/benchmarks.md")
+	fs.StringVar(&cfg.Write, "write", "", "replace (or add) each benchmark's section of this Markdown file, e.g. docs/benchmarks.md")
+	fs.IntVar(&rcfg.Starts, "b3-starts", rcfg.Starts, "B3: measured sequential starts of each workload, and the total of the concurrent phase")
+	fs.IntVar(&rcfg.Concurrency, "b3-concurrency", rcfg.Concurrency, "B3: starts kept going at once in the concurrent phase")
+	fs.IntVar(&rcfg.Sandboxes, "b3-sandboxes", 0, "B3: sandboxes the concurrent plugin starts are spread over (0: one per concurrent start; 1: all in one pod)")
+	fs.IntVar(&rcfg.Warmup, "b3-warmup", rcfg.Warmup, "B3: unmeasured sequential starts of each workload first")
+	fs.StringVar(&rcfg.Plugin, "runtime-plugin", rcfg.Plugin, "B3: the runtime plugin binary (make build)")
+	fs.StringVar(&rcfg.ImageArchive, "image-archive", rcfg.ImageArchive, "B3: OCI archive of the image the containers run (make testimages)")
+	fs.StringVar(&rcfg.Image, "image", rcfg.Image, "B3: the image's reference in the archive")
+	fs.StringVar(&rcfg.Runc, "runc", rcfg.Runc, "B3: the runc binary of the floor, also given to the plugin")
 	logLevel := fs.String("log-level", "info", "progress log level on stderr: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -59,6 +79,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "paddock-bench: --clients: %v\n", err)
 		os.Exit(2)
 	}
+	run, err := parseBenchmarks(*benchmarks)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "paddock-bench: --benchmarks: %v\n", err)
+		os.Exit(2)
+	}
 	cfg.Phases = strings.Split(*phases, ",")
 	if *workloads != "" {
 		cfg.Workloads = strings.Split(*workloads, ",")
@@ -70,14 +95,44 @@ func main() {
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Command = strings.Join(os.Args, " ")
+	rcfg.DataDir, rcfg.Write, rcfg.Log, rcfg.Command = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := apibench.Run(ctx, cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "paddock-bench: %v\n", err)
-		stop()
-		os.Exit(1)
+	for _, b := range run {
+		var err error
+		switch b {
+		case "B3":
+			err = runtimebench.Run(ctx, rcfg)
+		case "B4":
+			err = apibench.Run(ctx, cfg)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "paddock-bench: %s: %v\n", b, err)
+			stop()
+			os.Exit(1)
+		}
 	}
+}
+
+// parseBenchmarks returns the benchmarks named in s, in the order they
+// run.
+func parseBenchmarks(s string) ([]string, error) {
+	want := map[string]bool{}
+	for f := range strings.SplitSeq(s, ",") {
+		name := strings.ToUpper(strings.TrimSpace(f))
+		if !slices.Contains(allBenchmarks, name) {
+			return nil, fmt.Errorf("%q is not a benchmark; want some of %s", f, strings.Join(allBenchmarks, ","))
+		}
+		want[name] = true
+	}
+	var out []string
+	for _, b := range allBenchmarks {
+		if want[b] {
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }
 
 func joinInts(v []int) string {

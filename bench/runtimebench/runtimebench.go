@@ -1,0 +1,281 @@
+package runtimebench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/paddock-dev/paddock/bench/internal/machine"
+	"github.com/paddock-dev/paddock/bench/internal/mdreport"
+	"github.com/paddock-dev/paddock/internal/testlock"
+	"github.com/paddock-dev/paddock/plugins/pluginhost"
+)
+
+// Config configures a run. DefaultConfig returns B3's.
+type Config struct {
+	// Plugin is the runtime plugin binary.
+	Plugin string
+	// ImageArchive is an OCI archive holding Image, imported through the
+	// plugin's image service before anything is timed.
+	ImageArchive string
+	Image        string
+	// Runc is the runc binary of the floor, also handed to the plugin
+	// (runcPath): an absolute path or a name looked up in PATH.
+	Runc string
+	// Starts is the number of measured sequential starts of each
+	// workload, and the total of the concurrent phase.
+	Starts int
+	// Concurrency is how many starts the concurrent phase keeps going.
+	Concurrency int
+	// Sandboxes is how many sandboxes the concurrent phase's plugin starts
+	// are spread over (worker w uses sandbox w mod Sandboxes): the
+	// default, Concurrency, is that many pods starting at once; 1 puts
+	// every container in one pod. The sequential phase uses the first.
+	Sandboxes int
+	// Warmup is the number of unmeasured sequential starts of each
+	// workload before the measured ones.
+	Warmup int
+	// StartTimeout bounds one start.
+	StartTimeout time.Duration
+	// DataDir is where the run's temporary directory is made (it holds
+	// the plugin's state and image store); "" means the system's.
+	DataDir string
+	// Write, when set, is a Markdown file (docs/benchmarks.md) in which
+	// the run's B3 section is replaced, or appended when missing.
+	Write string
+	// Command is the command line recorded with the results.
+	Command string
+	// Out receives the results table; nil means os.Stdout.
+	Out io.Writer
+	// Log receives progress; nil discards it.
+	Log *slog.Logger
+}
+
+// DefaultConfig returns B3's configuration, with paths relative to the
+// repository's root (make build, make testimages).
+func DefaultConfig() Config {
+	return Config{
+		Plugin:       "bin/paddock-runtime-runc",
+		ImageArchive: "build/images/busybox.tar",
+		Image:        "paddock.dev/test/busybox:latest",
+		Runc:         "runc",
+		Starts:       100,
+		Concurrency:  10,
+		Warmup:       5,
+		StartTimeout: time.Minute,
+	}
+}
+
+// check validates cfg; errors name the field.
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Plugin == "":
+		return errors.New("plugin: required: the runtime plugin binary")
+	case cfg.ImageArchive == "":
+		return errors.New("image archive: required: an OCI archive of the image (make testimages builds build/images/busybox.tar)")
+	case cfg.Image == "":
+		return errors.New("image: required: the image's reference in the archive")
+	case cfg.Runc == "":
+		return errors.New("runc: required: the runc binary")
+	case cfg.Starts < 1 || cfg.Starts > 10_000:
+		return fmt.Errorf("starts: %d is not between 1 and 10000", cfg.Starts)
+	case cfg.Concurrency < 1 || cfg.Concurrency > 200:
+		return fmt.Errorf("concurrency: %d is not between 1 and 200", cfg.Concurrency)
+	case cfg.Sandboxes < 0 || cfg.Sandboxes > cfg.Concurrency:
+		return fmt.Errorf("sandboxes: %d is not between 1 and the concurrency %d (0: as many as the concurrency)", cfg.Sandboxes, cfg.Concurrency)
+	case cfg.Warmup < 0:
+		return fmt.Errorf("warmup: %d is negative", cfg.Warmup)
+	case cfg.StartTimeout <= 0:
+		return fmt.Errorf("start timeout: %v is not positive", cfg.StartTimeout)
+	}
+	return nil
+}
+
+// resolve makes the plugin's and the archive's paths absolute and finds
+// runc, saying what builds a missing file.
+func (cfg *Config) resolve() error {
+	var err error
+	if cfg.Plugin, err = filepath.Abs(cfg.Plugin); err != nil {
+		return err
+	}
+	if st, err := os.Stat(cfg.Plugin); err != nil || st.Mode().Perm()&0o111 == 0 || !st.Mode().IsRegular() {
+		return fmt.Errorf("plugin %s: not an executable file (make build builds bin/paddock-runtime-runc)", cfg.Plugin)
+	}
+	if cfg.ImageArchive, err = filepath.Abs(cfg.ImageArchive); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.ImageArchive); err != nil {
+		return fmt.Errorf("image archive: %w (make testimages builds build/images/busybox.tar)", err)
+	}
+	if cfg.Runc, err = exec.LookPath(cfg.Runc); err != nil {
+		return fmt.Errorf("runc: %w", err)
+	}
+	if cfg.Runc, err = filepath.Abs(cfg.Runc); err != nil {
+		return err
+	}
+	if cfg.Sandboxes == 0 {
+		cfg.Sandboxes = cfg.Concurrency
+	}
+	return nil
+}
+
+// results is everything a run measured.
+type results struct {
+	cfg               Config
+	started, finished time.Time
+	machine           machine.Info
+	runcVersion       string
+	plugin            pluginhost.Info
+	// The phases: sequential through the plugin, runc run and runc
+	// create + start; concurrent through the plugin and runc run.
+	seqPlugin, seqFloor, seqTwoStep, conPlugin, conFloor *phase
+}
+
+// Run runs the benchmark and reports it to cfg.Out (and cfg.Write). It
+// holds the machine-wide test lock while containers run, and returns when
+// the run is over or ctx ends, after every container, sandbox, cgroup and
+// process it started is gone and its temporary directory is removed.
+func Run(ctx context.Context, cfg Config) error {
+	res, err := collect(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("runtimebench: %w", err)
+	}
+	return res.publish()
+}
+
+// collect validates cfg, takes the machine-wide lock and measures.
+func collect(ctx context.Context, cfg Config) (*results, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if err := cfg.resolve(); err != nil {
+		return nil, err
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	release, err := lockMachine(ctx, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	res := &results{cfg: cfg, started: time.Now(), machine: machine.Describe(ctx), runcVersion: runcVersion(ctx, cfg.Runc)}
+	if err := measure(ctx, cfg, cfg.Log, res); err != nil {
+		return nil, err
+	}
+	res.finished = time.Now()
+	res.machine.LoadAfter = machine.LoadAvg()
+	return res, nil
+}
+
+// publish prints the report to cfg.Out and writes it into cfg.Write.
+func (res *results) publish() error {
+	report := res.markdown()
+	if _, err := io.WriteString(res.cfg.Out, report); err != nil {
+		return err
+	}
+	if res.cfg.Write != "" {
+		if err := mdreport.Write(res.cfg.Write, sectionName, report); err != nil {
+			return fmt.Errorf("runtimebench: --write: %w", err)
+		}
+		res.cfg.Log.Info("results written", "file", res.cfg.Write)
+	}
+	return nil
+}
+
+// sectionName names B3's section of docs/benchmarks.md.
+const sectionName = "B3"
+
+// measure sets up, runs the phases into res and cleans up.
+func measure(ctx context.Context, cfg Config, log *slog.Logger, res *results) (err error) {
+	e, err := setup(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		log.Info("removing the containers, sandboxes and plugin")
+		if cerr := e.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
+		}
+	}()
+	res.plugin = e.info
+	if cfg.Warmup > 0 {
+		log.Info("warming up", "starts", cfg.Warmup)
+		if _, err := e.sequential(ctx, "w", cfg.Warmup, e.floor, e.plugin, e.twoStep); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	log.Info("sequential starts, plugin and floors in turn", "starts", cfg.Starts)
+	seq, err := e.sequential(ctx, "s", cfg.Starts, e.floor, e.plugin, e.twoStep)
+	if err != nil {
+		return fmt.Errorf("sequential: %w", err)
+	}
+	res.seqFloor, res.seqPlugin, res.seqTwoStep = seq[0], seq[1], seq[2]
+	log.Info("concurrent starts: floor", "starts", cfg.Starts, "concurrency", cfg.Concurrency)
+	if res.conFloor, err = e.concurrent(ctx, e.floor, cfg.Starts, cfg.Concurrency); err != nil {
+		return fmt.Errorf("concurrent, floor: %w", err)
+	}
+	log.Info("concurrent starts: plugin", "starts", cfg.Starts, "concurrency", cfg.Concurrency, "sandboxes", cfg.Sandboxes)
+	if res.conPlugin, err = e.concurrent(ctx, e.plugin, cfg.Starts, cfg.Concurrency); err != nil {
+		return fmt.Errorf("concurrent, plugin: %w", err)
+	}
+	return nil
+}
+
+// lockMachine takes the machine-wide lock that tests starting containers
+// take, so that neither counts the other's containers, nor competes for
+// the CPUs unseen. It gives up when ctx ends.
+func lockMachine(ctx context.Context, log *slog.Logger) (func(), error) {
+	type result struct {
+		release func()
+		err     error
+	}
+	got := make(chan result, 1)
+	go func() {
+		release, err := testlock.Acquire()
+		got <- result{release, err}
+	}()
+	logged := false
+	for {
+		select {
+		case r := <-got:
+			return r.release, r.err
+		case <-ctx.Done():
+			// Release the lock if it comes after all.
+			go func() {
+				if r := <-got; r.err == nil {
+					r.release()
+				}
+			}()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+			if !logged {
+				log.Info("waiting for the machine-wide test lock (tests that start containers are running)", "file", testlock.Path)
+				logged = true
+			}
+		}
+	}
+}
+
+// runcVersion returns the first line of `runc --version`.
+func runcVersion(ctx context.Context, runc string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, runc, "--version").Output()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(first)
+}
