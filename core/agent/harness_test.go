@@ -243,3 +243,7 @@ func (h *harness) events(name string) []string {
 	}
 	return out
 }
+
+func deleteNow(grace int64) client.DeleteOptions {
+	return client.DeleteOptions{GracePeriodSeconds: &grace}
+}

@@ -168,6 +168,18 @@ type NodeStatus struct {
 	NodeInfo    NodeSystemInfo `json:"nodeInfo,omitzero"`
 	// RuntimeClasses lists the runtime classes this node's plugins offer.
 	RuntimeClasses []string `json:"runtimeClasses,omitempty"`
+	// DaemonEndpoint is where the node's agent serves container logs and
+	// exec to the API server.
+	DaemonEndpoint NodeDaemonEndpoint `json:"daemonEndpoint,omitzero"`
+}
+
+// NodeDaemonEndpoint is the node agent's stream endpoint: HTTPS on the
+// node's InternalIP address at Port, with a self-signed certificate whose
+// SHA-256 fingerprint (lower-case hex of the DER) is CertSHA256. Only the
+// API server may use it; the agent refuses every other client.
+type NodeDaemonEndpoint struct {
+	Port       int32  `json:"port,omitempty"`
+	CertSHA256 string `json:"certSHA256,omitempty"`
 }
 
 // NodeAddress is one address of a node.

@@ -246,7 +246,17 @@ func validateNode(p *problems, n *Node) {
 	}
 	validateResourceList(p, "status.capacity", n.Status.Capacity, true)
 	validateResourceList(p, "status.allocatable", n.Status.Allocatable, true)
+	if e := n.Status.DaemonEndpoint; e != (NodeDaemonEndpoint{}) {
+		if e.Port < 1 || e.Port > 65535 {
+			p.add("status.daemonEndpoint.port", "invalid port %d: want 1-65535", e.Port)
+		}
+		if !sha256HexRe.MatchString(e.CertSHA256) {
+			p.add("status.daemonEndpoint.certSHA256", "invalid fingerprint %q: want the certificate's SHA-256 as 64 lower-case hex digits", e.CertSHA256)
+		}
+	}
 }
+
+var sha256HexRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func validateRuntimeClass(p *problems, r *RuntimeClass) {
 	if p.required("spec.plugin", r.Spec.Plugin) {

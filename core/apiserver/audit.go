@@ -26,6 +26,8 @@ type auditEntry struct {
 	LatencyMS   string `json:"latencyMs"`
 	SourceIP    string `json:"sourceIP,omitempty"`
 	Path        string `json:"path,omitempty"`
+	// Command is the command of a pods/exec request.
+	Command []string `json:"command,omitempty"`
 }
 
 func (e *auditEntry) user(u *User) {
@@ -34,6 +36,9 @@ func (e *auditEntry) user(u *User) {
 
 func (e *auditEntry) request(r *Request) {
 	e.Verb, e.Resource, e.Subresource, e.Tenant, e.Name = string(r.Verb), r.Kind.Resource, r.Subresource, r.Tenant, r.Name
+	if r.Subresource == "exec" {
+		e.Command = r.Query["command"]
+	}
 }
 
 // auditLog writes one JSON line per request. Lines are written whole under

@@ -125,6 +125,9 @@ func authorizeNode(u *User, r *Request, read bool) error {
 		}
 		return nil // create is checked per object; lists are narrowed
 	case "pods":
+		if isStreamSubresource(r.Kind, r.Subresource) {
+			return forbidden(u, r, "a node neither reads logs nor runs commands through the API")
+		}
 		switch r.Verb {
 		case VerbList, VerbWatch:
 			if v, ok := r.fieldValue("spec.nodeName"); !ok || v != u.Node {

@@ -111,6 +111,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, u *User, 
 	if err := authorize(u, req); err != nil {
 		return err
 	}
+	if isStreamSubresource(req.Kind, req.Subresource) {
+		return s.serveStream(w, r, u, req)
+	}
 	return s.dispatch(w, r, u, req)
 }
 

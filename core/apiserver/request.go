@@ -32,13 +32,13 @@ type Request struct {
 	Kind        *api.Kind
 	Tenant      string // the tenant in the path; empty for cluster-scoped kinds and cross-tenant lists
 	Name        string
-	Subresource string // "" or "status"
+	Subresource string // "", "status", or for pods "log" and "exec"
 	Query       url.Values
 }
 
 // subresources lists the subresources each kind serves.
 func subresourceAllowed(k *api.Kind, sub string) bool {
-	return sub == "status" && k.HasStatus
+	return (sub == "status" && k.HasStatus) || isStreamSubresource(k, sub)
 }
 
 // parseRequest parses a resource request path and method.
@@ -88,6 +88,9 @@ func parseRequest(r *http.Request) (*Request, error) {
 		if !subresourceAllowed(req.Kind, req.Subresource) {
 			return nil, errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("%s have no subresource %q", req.Kind.Resource, req.Subresource))
 		}
+	}
+	if isStreamSubresource(req.Kind, req.Subresource) {
+		return streamRequest(r, req)
 	}
 	watch := req.Query.Get("watch")
 	switch {

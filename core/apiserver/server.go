@@ -37,6 +37,10 @@ type Config struct {
 	Audit io.Writer
 	// Version is reported by /version.
 	Version string
+	// AgentClientCert is the client certificate presented to node agents'
+	// stream endpoints for pods/log and pods/exec (issued by the cluster
+	// CA to pki.APIServerClientName). Without it those answer 503.
+	AgentClientCert *tls.Certificate
 }
 
 // Server is the API server.

@@ -1,6 +1,6 @@
 // Package cli is the paddock command line: the server and all-in-one
 // commands, the kubectl-like client commands (apply, get, describe,
-// delete), tenant and token management and etcd operations.
+// delete, logs, exec), tenant and token management and etcd operations.
 //
 // NewRoot builds the command tree; cmd/paddock only runs it. Commands
 // print one readable line on error and the process exits non-zero (see
@@ -84,6 +84,8 @@ Start a cluster with 'paddock up', then use the client commands against it:
 		newRunCmd(g),
 		newScaleCmd(g),
 		newRolloutCmd(g),
+		newLogsCmd(g),
+		newExecCmd(g, os.Stdin),
 	)
 	addClientCommands(root, g)
 	return root
@@ -112,8 +114,11 @@ func Main(extra ...func(out, errOut io.Writer) *cobra.Command) int {
 		root.AddCommand(mk(os.Stdout, os.Stderr))
 	}
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, FormatError(err))
-		return 1
+		code, silent := exitCode(err)
+		if !silent {
+			fmt.Fprintln(os.Stderr, FormatError(err))
+		}
+		return code
 	}
 	return 0
 }

@@ -67,8 +67,9 @@ type Bundle struct {
 	// server.key, for components that take file names.
 	CAFile, CertFile, KeyFile string
 
-	ca   *x509.Certificate
-	cert tls.Certificate
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+	cert  tls.Certificate
 }
 
 // TLSConfig returns a new server TLS configuration that presents the serving
@@ -162,6 +163,7 @@ func EnsureServing(dir string, hosts []string) (*Bundle, error) {
 		CertFile: certFile,
 		KeyFile:  keyFile,
 		ca:       ca,
+		caKey:    caKey,
 		cert:     cert,
 	}, nil
 }
@@ -291,23 +293,7 @@ func serverOK(leaf, ca *x509.Certificate, want []string, now time.Time) bool {
 
 // issueServer creates a serving key and a certificate for hosts signed by ca.
 func issueServer(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate serving key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "Paddock server", Organization: []string{"Paddock"}},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
+	tmpl := leafTemplate("Paddock server", x509.ExtKeyUsageServerAuth, now, validity)
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -315,9 +301,37 @@ func issueServer(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, 
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	return issue(tmpl, ca, caKey)
+}
+
+// leafTemplate returns the template of an end-entity certificate.
+func leafTemplate(commonName string, usage x509.ExtKeyUsage, now time.Time, validity time.Duration) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"Paddock"}},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
+		BasicConstraintsValid: true,
+	}
+}
+
+// issue creates a key and a certificate from tmpl signed by parent, or
+// self-signed when parent is nil.
+func issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create serving certificate: %w", err)
+		return nil, nil, fmt.Errorf("generate key for %q: %w", tmpl.Subject.CommonName, err)
+	}
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
 	keyPEM, err = encodeKey(key)
 	if err != nil {

@@ -121,12 +121,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	agentCert, err := bundle.IssueClient(pki.APIServerClientName)
+	if err != nil {
+		return fmt.Errorf("tls: client certificate for node agents: %w", err)
+	}
 	api := apiserver.New(apiserver.Config{
-		Store:   st,
-		TLS:     bundle.TLSConfig(),
-		Log:     log.With("component", "apiserver"),
-		Audit:   audit,
-		Version: cfg.Version,
+		Store:           st,
+		TLS:             bundle.TLSConfig(),
+		Log:             log.With("component", "apiserver"),
+		Audit:           audit,
+		Version:         cfg.Version,
+		AgentClientCert: &agentCert,
 	})
 	log.Info("API server listening", "address", ln.Addr().String(), "url", server, "adminConfig", adminConf)
 	if cfg.Ready != nil {
