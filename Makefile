@@ -41,9 +41,12 @@ testimages: deps ## Build the offline test images build/images/{busybox,server}.
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o build/server ./test/images/server
 	go run ./test/images/build -busybox /bin/busybox -server build/server -out build/images
 
+UP_DATA_DIR ?= /var/lib/paddock
+
 .PHONY: up
-up: build ## Run an all-in-one cluster on this machine (bin/paddock up $(UP_ARGS))
-	bin/paddock up $(UP_ARGS)
+up: build testimages ## Run an all-in-one cluster on this machine, test images preloaded (bin/paddock up --data-dir $(UP_DATA_DIR) $(UP_ARGS))
+	@mkdir -p $(UP_DATA_DIR)/agent/import && cp build/images/*.tar $(UP_DATA_DIR)/agent/import/
+	bin/paddock up --data-dir $(UP_DATA_DIR) $(UP_ARGS)
 
 .PHONY: test
 test: deps build testimages verify ## Verify, then run every test (CI=true turns skips for missing prerequisites into failures)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/paddock-dev/paddock/core/agent/streams"
 	"github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/client"
 	"github.com/paddock-dev/paddock/core/errdefs"
@@ -29,6 +31,8 @@ type Agent struct {
 	classes *client.Informer
 	queue   *workqueue.Queue
 	events  *recorder
+
+	endpoint api.NodeDaemonEndpoint // the stream server's, published in the node status
 
 	mu      sync.Mutex
 	state   map[string]*podState // by pod key
@@ -115,6 +119,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := a.startStreams(ctx, &wg); err != nil {
+		return err
+	}
 	if err := a.registerNode(ctx); err != nil {
 		return err
 	}
@@ -145,6 +152,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.ready)
 	a.log.Info("node agent running", "runtimes", a.rt.names(), "data-dir", a.cfg.DataDir)
 	<-ctx.Done()
+	return nil
+}
+
+// startStreams runs the stream server the API server proxies logs and
+// exec to.
+func (a *Agent) startStreams(ctx context.Context, wg *sync.WaitGroup) error {
+	srv, err := streams.New(streams.Config{DataDir: filepath.Join(a.cfg.DataDir, "streams"), ClientCA: a.cfg.ClientCA, Resolver: a, Log: a.log.With("component", "streams")})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", a.cfg.StreamsListen)
+	if err != nil {
+		return fmt.Errorf("stream server: listen on %s: %w", a.cfg.StreamsListen, err)
+	}
+	a.endpoint = srv.Endpoint(ln)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Run(ctx, ln); err != nil && ctx.Err() == nil {
+			a.log.Error("stream server", "error", err)
+		}
+	}()
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/paddock-dev/paddock/core/agent/streams"
 	"github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/client"
 	"github.com/paddock-dev/paddock/core/errdefs"
@@ -35,6 +36,12 @@ type Config struct {
 	DataDir string
 	// Runtimes are the runtime plugins to run.
 	Runtimes []RuntimePlugin
+	// StreamsListen is where the stream server (logs and exec for the API
+	// server) listens; default ":10250".
+	StreamsListen string
+	// ClientCA is the PEM of the cluster CA: the stream server accepts
+	// only the API server's certificate signed by it.
+	ClientCA []byte
 	// NodeIP is the address reported as the node's InternalIP.
 	NodeIP string
 	// Labels are the node's labels.
@@ -120,6 +127,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxPods < 0 {
 		return errdefs.Field(errdefs.ErrInvalidArgument, "max-pods", "must be positive")
+	}
+	if c.StreamsListen == "" {
+		c.StreamsListen = fmt.Sprintf(":%d", streams.DefaultPort)
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"

@@ -70,6 +70,8 @@ func newHarness(t *testing.T) *harness {
 		DataDir:           dir,
 		Runtimes:          []RuntimePlugin{{Name: "runc", Path: plugin}},
 		NodeIP:            "127.0.0.1",
+		StreamsListen:     "127.0.0.1:0",
+		ClientCA:          []byte(cl.AdminConfig.CertificateAuthority),
 		HeartbeatInterval: time.Second,
 		ResyncInterval:    2 * time.Second,
 		RestartBackoff:    Backoff{Initial: 300 * time.Millisecond, Max: 2 * time.Second},

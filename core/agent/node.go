@@ -64,6 +64,7 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 			Architecture:    goruntime.GOARCH,
 		},
 		RuntimeClasses: a.offeredClasses(),
+		DaemonEndpoint: a.endpoint,
 	}
 }
 

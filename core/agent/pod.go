@@ -253,14 +253,20 @@ func groupContainers(cs []*runtimev1.Container) map[string][]*runtimev1.Containe
 		out[name] = append(out[name], c)
 	}
 	for _, list := range out {
-		slices.SortFunc(list, func(x, y *runtimev1.Container) int {
-			if d := restartsOf(y) - restartsOf(x); d != 0 {
-				return d
-			}
-			return int(y.CreatedAt - x.CreatedAt)
-		})
+		sortNewestFirst(list)
 	}
 	return out
+}
+
+// sortNewestFirst orders instances of one container by restart count,
+// then creation, newest first.
+func sortNewestFirst(list []*runtimev1.Container) {
+	slices.SortFunc(list, func(x, y *runtimev1.Container) int {
+		if d := restartsOf(y) - restartsOf(x); d != 0 {
+			return d
+		}
+		return int(y.CreatedAt - x.CreatedAt)
+	})
 }
 
 func restartsOf(c *runtimev1.Container) int {

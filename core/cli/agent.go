@@ -24,6 +24,7 @@ type agentFlags struct {
 	runtimeConfigs []string
 	labels         []string
 	maxPods        int64
+	streamsListen  string
 }
 
 // register adds the flags; up and down take the data directory from
@@ -39,6 +40,7 @@ func (f *agentFlags) register(cmd *cobra.Command, withDataDir bool) {
 	fl.StringArrayVar(&f.runtimeConfigs, "runtime-config", nil, "configuration of a runtime plugin, NAME=FILE (JSON), repeatable")
 	fl.StringArrayVar(&f.labels, "label", nil, "node label KEY=VALUE, repeatable")
 	fl.Int64Var(&f.maxPods, "max-pods", 110, "most pods this node runs")
+	fl.StringVar(&f.streamsListen, "streams-listen", "", "address of the stream server the API server reaches for logs and exec (default :10250)")
 }
 
 // defaultNodeName is the host's name when it is a valid node name.
@@ -65,7 +67,7 @@ func defaultRuntime() string {
 
 // config turns the flags into an agent config (without a client).
 func (f *agentFlags) config(g *globals, logFormat, logLevel string) (agent.Config, error) {
-	cfg := agent.Config{NodeName: f.nodeName, DataDir: f.dataDir, NodeIP: f.nodeIP, MaxPods: f.maxPods, Version: Version}
+	cfg := agent.Config{NodeName: f.nodeName, DataDir: f.dataDir, NodeIP: f.nodeIP, MaxPods: f.maxPods, StreamsListen: f.streamsListen, Version: Version}
 	runtimes := f.runtimes
 	if len(runtimes) == 0 {
 		runtimes = []string{defaultRuntime()}
@@ -134,9 +136,11 @@ while the agent is stopped; a new agent picks them up.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Client, _, err = g.client(); err != nil {
+			c, conf, err := g.client()
+			if err != nil {
 				return err
 			}
+			cfg.Client, cfg.ClientCA = c, []byte(conf.CertificateAuthority)
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -185,34 +189,34 @@ pods that should run again.`,
 // upAgent runs the all-in-one cluster's node agent with a node credential
 // minted through adminConf and kept in DATA_DIR/agent.conf.
 func upAgent(ctx context.Context, cfg agent.Config, adminConf, dataDir string) (*agent.Agent, error) {
-	c, err := nodeClient(ctx, adminConf, filepath.Join(dataDir, "agent.conf"), cfg.NodeName)
+	c, conf, err := nodeClient(ctx, adminConf, filepath.Join(dataDir, "agent.conf"), cfg.NodeName)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Client = c
+	cfg.Client, cfg.ClientCA = c, []byte(conf.CertificateAuthority)
 	return agent.New(cfg)
 }
 
 // nodeClient returns a client with the node's credential from path,
 // minting a new one through the admin config when it is missing or no
 // longer valid.
-func nodeClient(ctx context.Context, adminConf, path, node string) (*client.Client, error) {
+func nodeClient(ctx context.Context, adminConf, path, node string) (*client.Client, *client.Config, error) {
 	nodes, _ := api.KindFor("nodes")
 	if conf, err := client.LoadConfig(path); err == nil {
 		if c, err := client.New(conf); err == nil {
 			_, err := c.Get(ctx, nodes, "", node)
 			if err == nil || errdefs.IsNotFound(err) {
-				return c, nil
+				return c, conf, nil
 			}
 		}
 	}
 	aconf, err := client.LoadConfig(adminConf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	admin, err := client.New(aconf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tok := &api.Token{
 		TypeMeta: api.TypeMeta{APIVersion: api.Version, Kind: "Token"},
@@ -220,12 +224,13 @@ func nodeClient(ctx context.Context, adminConf, path, node string) (*client.Clie
 	}
 	out, err := admin.Create(ctx, tok)
 	if err != nil {
-		return nil, fmt.Errorf("node credential: %w", err)
+		return nil, nil, fmt.Errorf("node credential: %w", err)
 	}
 	conf := *aconf
 	conf.Token, conf.Tenant, conf.Role = out.(*api.Token).Status.Token, "", string(api.RoleNode)
 	if err := conf.Write(path); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return client.New(&conf)
+	c, err := client.New(&conf)
+	return c, &conf, err
 }

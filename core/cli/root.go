@@ -79,6 +79,8 @@ Start a cluster with 'paddock up', then use the client commands against it:
 	root.AddCommand(
 		newServerCmd(g),
 		newUpCmd(g),
+		newDownCmd(g),
+		newAgentCmd(g),
 		newEtcdCmd(g),
 		newVersionCmd(g),
 		newRunCmd(g),

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paddock-dev/paddock/core/agent"
 	"github.com/paddock-dev/paddock/core/controller"
 	"github.com/paddock-dev/paddock/core/server"
 	"github.com/paddock-dev/paddock/core/store"
@@ -90,20 +93,34 @@ a cluster-admin token.`,
 
 func newUpCmd(g *globals) *cobra.Command {
 	var f serverFlags
+	var af agentFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run an all-in-one cluster on this machine",
 		Long: `Run an all-in-one cluster on this machine: the control plane on an embedded
-etcd (and, as Paddock grows, a node agent with its plugins). It writes
-DATA_DIR/admin.conf and points ~/.paddock/config at it when that is free, so
-client commands work right away.`,
+etcd, the scheduler and controllers, and a node agent with the runc runtime
+plugin. It writes DATA_DIR/admin.conf and points ~/.paddock/config at it when
+that is free, so client commands work right away. Image archives in
+DATA_DIR/agent/import are imported at start (make up puts the test images
+there).
+
+Ctrl-C or SIGTERM stops the control plane and the agent but leaves the pods
+running; the next 'paddock up' picks them up. 'paddock down' stops them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.complete(g); err != nil {
 				return err
 			}
+			af.dataDir = filepath.Join(f.cfg.DataDir, "agent")
+			acfg, err := af.config(g, f.logFormat, f.logLevel)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
 			start := time.Now()
 			fmt.Fprintf(g.out, "• starting Paddock %s in %s\n", Version, f.cfg.DataDir)
+			agentDone := make(chan error, 1)
 			f.cfg.Ready = func(adminConf string) {
 				fmt.Fprintf(g.out, "✓ etcd and API server ready on %s (%.1fs)\n", f.cfg.Listen, time.Since(start).Seconds())
 				fmt.Fprintf(g.out, "✓ cluster-admin config: %s\n", adminConf)
@@ -112,13 +129,58 @@ client commands work right away.`,
 				} else {
 					fmt.Fprintf(g.out, "  use it with: export PADDOCK_CONFIG=%s\n", adminConf)
 				}
-				fmt.Fprintf(g.out, "\nNext:\n  paddock tenant create demo --quota pods=10,cpu=4,memory=8Gi\n  paddock get tenants\n\nPress Ctrl-C to stop.\n")
+				// The API server serves once Ready returns: the agent
+				// starts beside it.
+				go func() { agentDone <- runUpAgent(ctx, g, acfg, adminConf, f.cfg.DataDir, start) }()
 			}
-			return server.Run(cmd.Context(), f.cfg)
+			serverErr := server.Run(ctx, f.cfg)
+			cancel()
+			if f.cfg.Ready != nil {
+				select {
+				case err := <-agentDone:
+					if serverErr == nil && err != nil && !errors.Is(err, context.Canceled) {
+						serverErr = err
+					}
+				case <-time.After(30 * time.Second):
+				}
+			}
+			if serverErr == nil {
+				fmt.Fprintf(g.out, "• stopped; pods keep running (paddock down stops them)\n")
+			}
+			return serverErr
 		},
 	}
 	f.register(cmd, "127.0.0.1:6443")
+	af.register(cmd, false)
 	return cmd
+}
+
+// runUpAgent runs the all-in-one cluster's node agent until ctx ends.
+func runUpAgent(ctx context.Context, g *globals, cfg agent.Config, adminConf, dataDir string, start time.Time) error {
+	a, err := upAgent(ctx, cfg, adminConf, dataDir)
+	if err == nil {
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		select {
+		case <-a.Ready():
+			fmt.Fprintf(g.out, "✓ node %s ready with runtimes %s (%.1fs)\n", cfg.NodeName, runtimeNames(cfg), time.Since(start).Seconds())
+			fmt.Fprintf(g.out, "\nNext:\n  paddock tenant create demo --quota pods=10,cpu=4,memory=8Gi\n  paddock run hello -t demo --image paddock.dev/test/server:latest\n  paddock get pods -t demo -o wide\n  paddock logs -t demo <pod>\n\nPress Ctrl-C to stop.\n")
+			err = <-done
+		case err = <-done:
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(g.errOut, "✗ node agent: %v\n", FormatError(err))
+	}
+	return err
+}
+
+func runtimeNames(cfg agent.Config) string {
+	var names []string
+	for _, r := range cfg.Runtimes {
+		names = append(names, r.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // linkUserConfig makes ~/.paddock/config a symlink to adminConf unless the
