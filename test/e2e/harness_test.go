@@ -37,7 +37,8 @@ func run(m *testing.M) int {
 	if b := os.Getenv("PADDOCK_BIN"); b != "" {
 		binary = b
 	} else {
-		build := exec.Command("go", "build", "-o", binary, "github.com/paddock-dev/paddock/cmd/paddock")
+		// Every command, so that paddock finds its plugins next to it.
+		build := exec.Command("go", "build", "-o", dir+"/", "github.com/paddock-dev/paddock/cmd/...")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building paddock:", err)
@@ -75,27 +76,37 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	s := &server{dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: filepath.Join(dataDir, "admin.conf"), logs: &lockedBuffer{}, exited: make(chan struct{})}
-	all := append([]string{"server", "--data-dir", dataDir, "--listen", s.addr}, args...)
-	s.cmd = exec.Command(binary, all...)
+	s := &server{dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: filepath.Join(dataDir, "admin.conf")}
+	s.start(t, "server", append([]string{"--data-dir", dataDir, "--listen", s.addr}, args...), s.ready)
+	return s
+}
+
+// start runs `paddock COMMAND ARGS...` and waits until ready says so.
+func (s *server) start(t *testing.T, command string, args []string, ready func() bool) {
+	t.Helper()
+	s.logs, s.exited = &lockedBuffer{}, make(chan struct{})
+	s.cmd = exec.Command(binary, append([]string{command}, args...)...)
+	s.cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+	exited := s.exited
+	cmd := s.cmd
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { s.stop(t) })
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if _, err := os.Stat(s.admin); err == nil && s.ready() {
-			return s
+		if _, err := os.Stat(s.admin); err == nil && ready() {
+			return
 		}
 		select {
 		case <-s.exited:
-			t.Fatalf("paddock server exited early:\n%s", s.logs)
+			t.Fatalf("paddock %s exited early:\n%s", command, s.logs)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("paddock server not ready after 30s:\n%s", s.logs)
+			t.Fatalf("paddock %s not ready after 60s:\n%s", command, s.logs)
 		}
 	}
 }
