@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/client"
 	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/internal/testlock"
 	"github.com/paddock-dev/paddock/core/store"
 )
 
@@ -466,38 +466,20 @@ func TestAuditHealthMetrics(t *testing.T) {
 	}
 }
 
+// paddock up prints its progress and what to try, and links
+// ~/.paddock/config to admin.conf so the CLI works without flags.
 func TestUp(t *testing.T) {
-	dir := t.TempDir()
-	home := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	cmd := execCommand(ctx, binary, "up", "--data-dir", dir, "--listen", addr)
-	cmd.Env = append(os.Environ(), "HOME="+home, "PADDOCK_CONFIG=")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "Next:") {
-		if time.Now().After(deadline) {
-			t.Fatalf("paddock up did not report ready within 30s:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for _, want := range []string{"starting Paddock", "API server ready", "admin.conf"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("paddock up output lacks %q:\n%s", want, out.String())
+	requireRoot(t)
+	testlock.Machine(t)
+	u := startUp(t, "")
+	t.Cleanup(func() { u.down(t) })
+	for _, want := range []string{"starting Paddock", "API server ready", "admin.conf", "node e2e-node ready with runtimes runc", "Next:"} {
+		if !strings.Contains(u.logs.String(), want) {
+			t.Errorf("paddock up output lacks %q:\n%s", want, u.logs)
 		}
 	}
-	// ~/.paddock/config now points at admin.conf: the CLI works without flags.
-	get := execCommand(ctx, binary, "get", "runtimeclasses")
-	get.Env = append(os.Environ(), "HOME="+home, "PADDOCK_CONFIG=")
+	get := execCommand(t.Context(), binary, "get", "runtimeclasses")
+	get.Env = append(os.Environ(), "HOME="+u.home, "PADDOCK_CONFIG=")
 	b, err := get.CombinedOutput()
 	if err != nil {
 		t.Fatalf("paddock get runtimeclasses after up: %v\n%s", err, b)

@@ -54,6 +54,7 @@ type server struct {
 	addr    string
 	admin   string // admin.conf
 	cmd     *exec.Cmd
+	home    string // the process's HOME
 	logs    *lockedBuffer
 	exited  chan struct{}
 }
@@ -84,9 +85,9 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 // start runs `paddock COMMAND ARGS...` and waits until ready says so.
 func (s *server) start(t *testing.T, command string, args []string, ready func() bool) {
 	t.Helper()
-	s.logs, s.exited = &lockedBuffer{}, make(chan struct{})
+	s.logs, s.exited, s.home = &lockedBuffer{}, make(chan struct{}), t.TempDir()
 	s.cmd = exec.Command(binary, append([]string{command}, args...)...)
-	s.cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	s.cmd.Env = append(os.Environ(), "HOME="+s.home, "PADDOCK_CONFIG=")
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

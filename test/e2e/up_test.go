@@ -129,6 +129,7 @@ func TestUpKeepsPodsAcrossRestarts(t *testing.T) {
 	requireRoot(t)
 	testlock.Machine(t)
 	u := startUp(t, "")
+	t.Cleanup(func() { u.down(t) }) // on failure; again at the end is harmless
 	mustPaddock(t, u.admin, "", "tenant", "create", "demo")
 	const marker = "sleep 3601"
 	pod := `apiVersion: paddock.dev/v1
@@ -182,12 +183,19 @@ spec:
 	if hostPID(t, marker) != pid {
 		t.Errorf("after SIGTERM of paddock up: container pid %d, want %d still running", hostPID(t, marker), pid)
 	}
+	u2.down(t)
+	if p := hostPID(t, marker); p != 0 {
+		t.Errorf("after paddock down: container still running as pid %d", p)
+	}
+}
+
+// down stops paddock up and runs paddock down on its data directory.
+func (u *up) down(t *testing.T) {
+	t.Helper()
+	u.stop(t)
 	r := mustPaddock(t, "", "", "down", "--data-dir", u.dataDir)
 	if !strings.Contains(r.stdout, "stopped") {
 		t.Errorf("paddock down said %q", r.stdout)
-	}
-	if p := hostPID(t, marker); p != 0 {
-		t.Errorf("after paddock down: container still running as pid %d", p)
 	}
 }
 
