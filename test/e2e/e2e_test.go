@@ -18,8 +18,8 @@ import (
 	"github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/client"
 	"github.com/paddock-dev/paddock/core/errdefs"
-	"github.com/paddock-dev/paddock/internal/testlock"
 	"github.com/paddock-dev/paddock/core/store"
+	"github.com/paddock-dev/paddock/internal/testlock"
 )
 
 const podYAML = `apiVersion: paddock.dev/v1
