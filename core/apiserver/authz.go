@@ -142,6 +142,10 @@ func authorizeNode(u *User, r *Request, read bool) error {
 		if r.Verb == VerbCreate || r.Verb == VerbUpdate {
 			return nil
 		}
+	case "secrets", "configmaps":
+		if r.Verb == VerbGet && r.Name != "" {
+			return nil // only those its pods use: Server.nodeMayRead
+		}
 	case "runtimeclasses", "services", "endpoints":
 		if read {
 			return nil

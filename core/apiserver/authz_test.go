@@ -128,7 +128,8 @@ func TestAuthorize(t *testing.T) {
 		{node, "GET", "/api/v1/nodes/n2", false},
 		{node, "DELETE", "/api/v1/nodes/n1", false},
 		{node, "POST", "/api/v1/tenants/acme/events", true},
-		{node, "GET", "/api/v1/tenants/acme/secrets/s", false},
+		{node, "GET", "/api/v1/tenants/acme/secrets/s", true}, // decided by what its pods use (nodeMayRead)
+		{node, "GET", "/api/v1/tenants/acme/secrets", false},
 		{node, "POST", "/api/v1/tenants", false},
 		{node, "GET", "/api/v1/leases/node-n1", true},
 		{node, "PUT", "/api/v1/leases/node-n1", true},

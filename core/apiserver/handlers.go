@@ -180,6 +180,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, u *User, req *
 // get reads the object a request names, checking object-level access. A
 // missing object that the caller could not see if it existed answers 403.
 func (s *Server) get(ctx context.Context, u *User, req *Request) (api.Object, error) {
+	if isNodeRef(u, req) {
+		if err := s.nodeMayRead(ctx, u, req); err != nil {
+			return nil, err
+		}
+	}
 	obj, err := s.store.Get(ctx, req.Kind, req.Tenant, req.Name)
 	if needsObjectCheck(u, req) {
 		if errdefs.IsNotFound(err) {
