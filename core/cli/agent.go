@@ -25,6 +25,7 @@ type agentFlags struct {
 	labels         []string
 	maxPods        int64
 	streamsListen  string
+	reserved       string
 }
 
 // register adds the flags; up and down take the data directory from
@@ -40,6 +41,7 @@ func (f *agentFlags) register(cmd *cobra.Command, withDataDir bool) {
 	fl.StringArrayVar(&f.runtimeConfigs, "runtime-config", nil, "configuration of a runtime plugin, NAME=FILE (JSON), repeatable")
 	fl.StringArrayVar(&f.labels, "label", nil, "node label KEY=VALUE, repeatable")
 	fl.Int64Var(&f.maxPods, "max-pods", 110, "most pods this node runs")
+	fl.StringVar(&f.reserved, "reserved", "", "what the node keeps for itself, e.g. cpu=500m,memory=1Gi (allocatable is capacity less this)")
 	fl.StringVar(&f.streamsListen, "streams-listen", "", "address of the stream server the API server reaches for logs and exec (default :10250)")
 }
 
@@ -104,6 +106,21 @@ func (f *agentFlags) config(g *globals, logFormat, logLevel string) (agent.Confi
 				return cfg, fmt.Errorf("--label %q: want KEY=VALUE with a valid label key and value", l)
 			}
 			cfg.Labels[k] = v
+		}
+	}
+	if f.reserved != "" {
+		cfg.Reserved = api.ResourceList{}
+		for _, kv := range strings.Split(f.reserved, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			name := api.ResourceName(k)
+			if !ok || (name != api.ResourceCPU && name != api.ResourceMemory) {
+				return cfg, fmt.Errorf("--reserved %q: want cpu=QUANTITY and/or memory=QUANTITY, e.g. cpu=500m,memory=1Gi", kv)
+			}
+			q, err := api.ParseQuantity(v)
+			if err != nil || q.MilliValue() < 0 {
+				return cfg, fmt.Errorf("--reserved %s: %q is not a quantity such as 500m or 1Gi", k, v)
+			}
+			cfg.Reserved[name] = q
 		}
 	}
 	if f.maxPods <= 0 {
