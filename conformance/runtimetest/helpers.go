@@ -16,34 +16,11 @@ import (
 // importImage sends the test image archive through the image service of
 // the plugin c.
 func (e *env) importImage(ctx context.Context, c *runtimev1.Client) error {
-	f, err := os.Open(e.cfg.ImageArchive)
-	if err != nil {
+	if _, err := os.Stat(e.cfg.ImageArchive); err != nil {
 		return fmt.Errorf("test image archive: %w (make testimages builds it)", err)
 	}
-	defer f.Close()
-	stream, err := c.ImportImage(ctx)
-	if err != nil {
-		return fmt.Errorf("ImportImage: %w", err)
-	}
-	buf := make([]byte, 1<<20)
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if err := stream.Send(&runtimev1.ImportChunk{Data: buf[:n]}); err != nil {
-				return fmt.Errorf("ImportImage: %w", err)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if _, err := stream.CloseAndRecv(); err != nil {
-		return fmt.Errorf("ImportImage %s: %w", e.cfg.ImageArchive, err)
-	}
-	return nil
+	_, err := c.ImportFile(ctx, e.cfg.ImageArchive)
+	return err
 }
 
 var seq atomic.Int64

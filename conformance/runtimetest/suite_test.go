@@ -3,6 +3,7 @@ package runtimetest_test
 import (
 	"context"
 	"fmt"
+	"github.com/paddock-dev/paddock/internal/testbin"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -44,26 +45,10 @@ func TestMain(m *testing.M) {
 }
 
 // prerequisites skips outside CI, and fails under CI=true, without what
-// the suite needs to run containers.
+// the suite needs to run containers; it returns the test image archive.
 func prerequisites(t *testing.T) string {
 	t.Helper()
-	archive, _ := filepath.Abs("../../build/images/busybox.tar")
-	var missing string
-	switch {
-	case os.Geteuid() != 0:
-		missing = "root"
-	case func() bool { _, err := exec.LookPath("runc"); return err != nil }():
-		missing = "runc (Debian package runc)"
-	case func() bool { _, err := os.Stat(archive); return err != nil }():
-		missing = archive + " (make testimages)"
-	}
-	if missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the conformance suite's tests need %s, and CI=true", missing)
-		}
-		t.Skipf("skipping: needs %s", missing)
-	}
-	return archive
+	return testbin.Containers(t)
 }
 
 // suite runs the cases matching focus against plugin, launched through

@@ -33,22 +33,11 @@ type harness struct {
 	nodeKey string
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the agent runs containers and needs root; CI runs as root")
-		}
-		t.Skip("skipping: the agent runs containers and needs root")
-	}
-}
-
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	requireRoot(t)
+	busybox := testbin.Containers(t)
 	testlock.Machine(t)
 	plugin := testbin.Binary(t, "paddock-runtime-runc")
-	busybox := testbin.Image(t, "busybox")
 	cl := testcluster.Start(t)
 	h := &harness{t: t, cl: cl, admin: cl.Admin, tenant: "acme"}
 	h.node = cl.Client(t, api.RoleNode, "", "n1")

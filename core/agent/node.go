@@ -244,4 +244,3 @@ func defaultNodeIP() string {
 	}
 	return "127.0.0.1"
 }
-

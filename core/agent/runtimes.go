@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,8 +19,8 @@ import (
 
 // runtimes are the agent's runtime plugins, by plugin name.
 type runtimes struct {
-	host *pluginhost.Host
-	mu   sync.Mutex
+	host   *pluginhost.Host
+	mu     sync.Mutex
 	byName map[string]*pluginhost.Instance
 	order  []string
 }
@@ -240,33 +239,7 @@ func (a *Agent) importArchives(ctx context.Context) error {
 
 // importArchive streams an archive to a plugin's image service.
 func importArchive(ctx context.Context, c *runtimev1.Client, path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	stream, err := c.ImportImage(ctx)
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 1<<20)
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if err := stream.Send(&runtimev1.ImportChunk{Data: buf[:n]}); err != nil {
-				_, rerr := stream.CloseAndRecv()
-				return nil, errors.Join(err, rerr)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			stream.CloseAndRecv()
-			return nil, err
-		}
-	}
-	resp, err := stream.CloseAndRecv()
+	resp, err := c.ImportFile(ctx, path)
 	if err != nil {
 		return nil, err
 	}

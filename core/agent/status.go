@@ -48,6 +48,7 @@ func (a *Agent) podStatus(pod *api.Pod, st *podState, byName map[string][]*runti
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]
 		cs := a.containerStatus(st, spec, byName[spec.Name])
+		term := cs.State.Terminated
 		switch {
 		case cs.State.Running != nil:
 			running++
@@ -55,7 +56,10 @@ func (a *Agent) podStatus(pod *api.Pod, st *podState, byName map[string][]*runti
 			restarting++
 		case cs.State.Waiting != nil:
 			neverRan++
-		case cs.State.Terminated != nil && (cs.State.Terminated.ExitCode != 0 || cs.State.Terminated.Signal != 0):
+		case term != nil && shouldRestart(pod.Spec.RestartPolicy, &runtimev1.ExitStatus{ExitCode: term.ExitCode, Signal: term.Signal}):
+			// Exited a moment ago and about to restart: not the end.
+			restarting++
+		case term != nil && (term.ExitCode != 0 || term.Signal != 0):
 			failed++
 		}
 		allReady = allReady && cs.Ready

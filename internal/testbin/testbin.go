@@ -93,3 +93,24 @@ func Image(tb testing.TB, name string) string {
 	}
 	return p
 }
+
+// Containers checks that this machine can run the tests' containers —
+// root and runc — and returns the busybox test image archive. Without
+// them the test is skipped outside CI and fails under CI=true.
+func Containers(tb testing.TB) (busybox string) {
+	tb.Helper()
+	var missing string
+	switch {
+	case os.Geteuid() != 0:
+		missing = "root"
+	case func() bool { _, err := exec.LookPath("runc"); return err != nil }():
+		missing = "runc (Debian package runc; make deps)"
+	}
+	if missing != "" {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("this test runs containers and needs %s, and CI=true", missing)
+		}
+		tb.Skipf("skipping: this test runs containers and needs %s", missing)
+	}
+	return Image(tb, "busybox")
+}

@@ -12,12 +12,10 @@ package streamstest
 import (
 	"context"
 	"fmt"
-	"io"
+	"github.com/paddock-dev/paddock/internal/testbin"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -44,31 +42,9 @@ type Runtime struct {
 // test image, and stops everything when the test ends.
 func StartRunc(t testing.TB) *Runtime {
 	t.Helper()
-	root := moduleRoot(t)
-	archive := filepath.Join(root, "build", "images", "busybox.tar")
-	var missing string
-	switch {
-	case os.Geteuid() != 0:
-		missing = "root"
-	case func() bool { _, err := exec.LookPath("runc"); return err != nil }():
-		missing = "runc (Debian package runc)"
-	case func() bool { _, err := os.Stat(archive); return err != nil }():
-		missing = archive + " (make testimages)"
-	}
-	if missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("this test runs containers and needs %s, and CI=true", missing)
-		}
-		t.Skipf("skipping: runs containers and needs %s", missing)
-	}
+	archive := testbin.Containers(t)
 	testlock.Machine(t)
-
-	bin := filepath.Join(t.TempDir(), "paddock-runtime-runc")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/paddock-runtime-runc")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the runc plugin: %v\n%s", err, out)
-	}
+	bin := testbin.Binary(t, "paddock-runtime-runc")
 	// A short state path: plugin sockets live under it.
 	state, err := os.MkdirTemp("", "pdst")
 	if err != nil {
@@ -91,41 +67,10 @@ func StartRunc(t testing.TB) *Runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := importImage(ctx, c, archive); err != nil {
+	if _, err := c.ImportFile(ctx, archive); err != nil {
 		t.Fatal(err)
 	}
 	return &Runtime{Client: c}
-}
-
-func importImage(ctx context.Context, c *runtimev1.Client, archive string) error {
-	f, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	stream, err := c.ImportImage(ctx)
-	if err != nil {
-		return fmt.Errorf("ImportImage: %w", err)
-	}
-	buf := make([]byte, 1<<20)
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if err := stream.Send(&runtimev1.ImportChunk{Data: buf[:n]}); err != nil {
-				return fmt.Errorf("ImportImage: %w", err)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if _, err := stream.CloseAndRecv(); err != nil {
-		return fmt.Errorf("ImportImage %s: %w", archive, err)
-	}
-	return nil
 }
 
 var seq atomic.Int64
@@ -208,23 +153,6 @@ func (m Resolver) Resolve(_ context.Context, tenant, pod, container string) (str
 	}
 	slices.Sort(names)
 	return streams.Target{}, errdefs.Field(errdefs.ErrBadRequest, "container", fmt.Sprintf("pod %q has several containers: choose one of %s", pod, strings.Join(names, ", ")))
-}
-
-func moduleRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // Serve runs a stream server for cfg on a loopback port until the test
