@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,15 +19,9 @@ import (
 
 // Config configures a run. DefaultConfig returns B3's.
 type Config struct {
-	// Plugin is the runtime plugin binary.
-	Plugin string
-	// ImageArchive is an OCI archive holding Image, imported through the
-	// plugin's image service before anything is timed.
-	ImageArchive string
-	Image        string
-	// Runc is the runc binary of the floor, also handed to the plugin
-	// (runcPath): an absolute path or a name looked up in PATH.
-	Runc string
+	// Runtime is the plugin, the image and runc. The image is imported
+	// through the plugin's image service before anything is timed.
+	Runtime
 	// Starts is the number of measured sequential starts of each
 	// workload, and the total of the concurrent phase.
 	Starts int
@@ -62,10 +55,7 @@ type Config struct {
 // repository's root (make build, make testimages).
 func DefaultConfig() Config {
 	return Config{
-		Plugin:       "bin/paddock-runtime-runc",
-		ImageArchive: "build/images/busybox.tar",
-		Image:        "paddock.dev/test/busybox:latest",
-		Runc:         "runc",
+		Runtime:      DefaultRuntime(),
 		Starts:       100,
 		Concurrency:  10,
 		Warmup:       5,
@@ -75,15 +65,10 @@ func DefaultConfig() Config {
 
 // check validates cfg; errors name the field.
 func (cfg *Config) check() error {
+	if err := cfg.checkFloor(); err != nil {
+		return err
+	}
 	switch {
-	case cfg.Plugin == "":
-		return errors.New("plugin: required: the runtime plugin binary")
-	case cfg.ImageArchive == "":
-		return errors.New("image archive: required: an OCI archive of the image (make testimages builds build/images/busybox.tar)")
-	case cfg.Image == "":
-		return errors.New("image: required: the image's reference in the archive")
-	case cfg.Runc == "":
-		return errors.New("runc: required: the runc binary")
 	case cfg.Starts < 1 || cfg.Starts > 10_000:
 		return fmt.Errorf("starts: %d is not between 1 and 10000", cfg.Starts)
 	case cfg.Concurrency < 1 || cfg.Concurrency > 200:
@@ -92,32 +77,25 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("sandboxes: %d is not between 1 and the concurrency %d (0: as many as the concurrency)", cfg.Sandboxes, cfg.Concurrency)
 	case cfg.Warmup < 0:
 		return fmt.Errorf("warmup: %d is negative", cfg.Warmup)
-	case cfg.StartTimeout <= 0:
+	}
+	return nil
+}
+
+// checkFloor validates the fields the floor uses; errors name the field.
+func (cfg *Config) checkFloor() error {
+	if err := cfg.Runtime.Check(); err != nil {
+		return err
+	}
+	if cfg.StartTimeout <= 0 {
 		return fmt.Errorf("start timeout: %v is not positive", cfg.StartTimeout)
 	}
 	return nil
 }
 
-// resolve makes the plugin's and the archive's paths absolute and finds
-// runc, saying what builds a missing file.
+// resolve resolves the runtime's paths and fills in the default number of
+// sandboxes.
 func (cfg *Config) resolve() error {
-	var err error
-	if cfg.Plugin, err = filepath.Abs(cfg.Plugin); err != nil {
-		return err
-	}
-	if st, err := os.Stat(cfg.Plugin); err != nil || st.Mode().Perm()&0o111 == 0 || !st.Mode().IsRegular() {
-		return fmt.Errorf("plugin %s: not an executable file (make build builds bin/paddock-runtime-runc)", cfg.Plugin)
-	}
-	if cfg.ImageArchive, err = filepath.Abs(cfg.ImageArchive); err != nil {
-		return err
-	}
-	if _, err := os.Stat(cfg.ImageArchive); err != nil {
-		return fmt.Errorf("image archive: %w (make testimages builds build/images/busybox.tar)", err)
-	}
-	if cfg.Runc, err = exec.LookPath(cfg.Runc); err != nil {
-		return fmt.Errorf("runc: %w", err)
-	}
-	if cfg.Runc, err = filepath.Abs(cfg.Runc); err != nil {
+	if err := cfg.Runtime.Resolve(); err != nil {
 		return err
 	}
 	if cfg.Sandboxes == 0 {
@@ -164,7 +142,7 @@ func collect(ctx context.Context, cfg Config) (*results, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	release, err := lockMachine(ctx, cfg.Log)
+	release, err := LockMachine(ctx, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -233,10 +211,13 @@ func measure(ctx context.Context, cfg Config, log *slog.Logger, res *results) (e
 	return nil
 }
 
-// lockMachine takes the machine-wide lock that tests starting containers
-// take, so that neither counts the other's containers, nor competes for
-// the CPUs unseen. It gives up when ctx ends.
-func lockMachine(ctx context.Context, log *slog.Logger) (func(), error) {
+// LockMachine takes the machine-wide lock that tests starting containers
+// take (internal/testlock), so that neither counts the other's
+// containers, nor competes for the CPUs unseen, and returns its release.
+// It gives up when ctx ends. The lock does not nest: a process that holds
+// it must not ask again. Run takes it; a benchmark that uses a Floor
+// takes it around its own run.
+func LockMachine(ctx context.Context, log *slog.Logger) (func(), error) {
 	type result struct {
 		release func()
 		err     error

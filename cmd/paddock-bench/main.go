@@ -1,9 +1,13 @@
 // Command paddock-bench runs Paddock's benchmarks against their floors on
 // this machine, prints a Markdown table per benchmark and, with --write,
-// records each in its section of docs/benchmarks.md: B3, container start
+// records each in its section of docs/benchmarks.md: B1, scheduler
+// throughput with every binding committed against raw etcd
+// compare-and-swap (package bench/schedbench), B3, container start
 // through the runtime plugin against bare runc (package
-// bench/runtimebench), and B4, the API write path, store and watch fan-out
-// against raw etcd (package bench/apibench).
+// bench/runtimebench), B4, the API write path, store and watch fan-out
+// against raw etcd (package bench/apibench), and PODSTART, a pod's start
+// end to end on the real runc runtime against bare runc (package
+// bench/podbench).
 package main
 
 import (
@@ -20,21 +24,27 @@ import (
 	"syscall"
 
 	"github.com/paddock-dev/paddock/bench/apibench"
+	"github.com/paddock-dev/paddock/bench/podbench"
 	"github.com/paddock-dev/paddock/bench/runtimebench"
+	"github.com/paddock-dev/paddock/bench/schedbench"
 )
 
 // allBenchmarks are the benchmarks this command runs, in the order it
 // runs them.
-var allBenchmarks = []string{"B3", "B4"}
+var allBenchmarks = []string{"B1", "B3", "B4", podbench.SectionName}
 
 func main() {
 	cfg := apibench.DefaultConfig()
 	rcfg := runtimebench.DefaultConfig()
+	scfg := schedbench.DefaultConfig()
+	pcfg := podbench.DefaultConfig()
 	fs := flag.NewFlagSet("paddock-bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: paddock-bench [flags]\n\nRuns benchmarks against their floors on this machine:\n"+
+			"  B1  scheduler throughput, every binding committed, against raw etcd compare-and-swap, in one process (flags --b1-*)\n"+
 			"  B3  container start through the runtime plugin against bare runc run (flags --b3-*, --runtime-plugin, --image-archive, --runc; needs root)\n"+
-			"  B4  API creates, gets and watch fan-out against raw etcd, in one process (the other flags)\n\nFlags:\n")
+			"  B4  API creates, gets and watch fan-out against raw etcd, in one process (the other flags)\n"+
+			"  PODSTART  pod create → Running seen through a watch, scheduler and node agent with the runc plugin in one process, against bare runc run (flags --podstart-*, --runtime-plugin, --image-archive, --image, --runc; needs root)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	benchmarks := fs.String("benchmarks", strings.Join(allBenchmarks, ","), "comma-separated benchmarks to run")
@@ -59,10 +69,19 @@ func main() {
 	fs.IntVar(&rcfg.Concurrency, "b3-concurrency", rcfg.Concurrency, "B3: starts kept going at once in the concurrent phase")
 	fs.IntVar(&rcfg.Sandboxes, "b3-sandboxes", 0, "B3: sandboxes the concurrent plugin starts are spread over (0: one per concurrent start; 1: all in one pod)")
 	fs.IntVar(&rcfg.Warmup, "b3-warmup", rcfg.Warmup, "B3: unmeasured sequential starts of each workload first")
-	fs.StringVar(&rcfg.Plugin, "runtime-plugin", rcfg.Plugin, "B3: the runtime plugin binary (make build)")
-	fs.StringVar(&rcfg.ImageArchive, "image-archive", rcfg.ImageArchive, "B3: OCI archive of the image the containers run (make testimages)")
-	fs.StringVar(&rcfg.Image, "image", rcfg.Image, "B3: the image's reference in the archive")
-	fs.StringVar(&rcfg.Runc, "runc", rcfg.Runc, "B3: the runc binary of the floor, also given to the plugin")
+	fs.StringVar(&rcfg.Plugin, "runtime-plugin", rcfg.Plugin, "B3 and PODSTART: the runtime plugin binary (make build)")
+	fs.StringVar(&rcfg.ImageArchive, "image-archive", rcfg.ImageArchive, "B3 and PODSTART: OCI archive of the image the containers run (make testimages)")
+	fs.StringVar(&rcfg.Image, "image", rcfg.Image, "B3 and PODSTART: the image's reference in the archive")
+	fs.StringVar(&rcfg.Runc, "runc", rcfg.Runc, "B3 and PODSTART: the runc binary of the floor, also given to the plugin")
+	fs.IntVar(&scfg.Nodes, "b1-nodes", scfg.Nodes, "B1: simulated nodes (Node objects only)")
+	fs.IntVar(&scfg.Pods, "b1-pods", scfg.Pods, "B1: pending pods of the burst the scheduler binds")
+	fs.IntVar(&scfg.PrePlaced, "b1-preplaced", scfg.PrePlaced, "B1: pods created already bound before the burst")
+	fs.IntVar(&scfg.Tenants, "b1-tenants", scfg.Tenants, "B1: tenants the burst's pods are spread over")
+	fs.IntVar(&scfg.Creators, "b1-creators", scfg.Creators, "B1: goroutines creating the burst's pods")
+	fs.StringVar(&scfg.CPUProfile, "b1-cpuprofile", "", "B1: write the CPU profile of the burst to this file")
+	fs.IntVar(&scfg.Binders, "b1-binders", 0, "B1: the scheduler's binds in flight, and the floor's goroutines (0: the scheduler's default)")
+	fs.IntVar(&pcfg.Pods, "podstart-pods", pcfg.Pods, "PODSTART: measured sequential pod starts, and the total of the concurrent phase")
+	fs.IntVar(&pcfg.Concurrency, "podstart-concurrency", pcfg.Concurrency, "PODSTART: pod starts kept going at once in the concurrent phase")
 	logLevel := fs.String("log-level", "info", "progress log level on stderr: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -96,16 +115,22 @@ func main() {
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Command = strings.Join(os.Args, " ")
 	rcfg.DataDir, rcfg.Write, rcfg.Log, rcfg.Command = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
+	scfg.DataDir, scfg.Write, scfg.Log, scfg.Command, scfg.Procs = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command, cfg.Procs
+	pcfg.Runtime, pcfg.DataDir, pcfg.Write, pcfg.Log, pcfg.Command = rcfg.Runtime, cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for _, b := range run {
 		var err error
 		switch b {
+		case "B1":
+			err = schedbench.Run(ctx, scfg)
 		case "B3":
 			err = runtimebench.Run(ctx, rcfg)
 		case "B4":
 			err = apibench.Run(ctx, cfg)
+		case podbench.SectionName:
+			err = podbench.Run(ctx, pcfg)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "paddock-bench: %s: %v\n", b, err)

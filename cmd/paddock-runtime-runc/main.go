@@ -1,6 +1,7 @@
 // Command paddock-runtime-runc is Paddock's runc runtime plugin. The node
-// agent starts it through go-plugin; the plugin starts the same binary as
-// "paddock-runtime-runc shim DIR" for every container it runs.
+// agent starts it through go-plugin; the plugin starts paddock-runc-shim
+// (installed next to it) for every container it runs, or, when that is
+// missing, the same binary as "paddock-runtime-runc shim DIR".
 package main
 
 import (

@@ -47,6 +47,9 @@ func (s *Server) create(ctx context.Context, u *User, req *Request, obj api.Obje
 			return nil, err
 		}
 	}
+	if err := checkNodeName(u, obj, nil); err != nil {
+		return nil, err
+	}
 	api.Default(obj)
 	if err := api.Validate(obj); err != nil {
 		return nil, err
@@ -314,6 +317,9 @@ func (s *Server) update(ctx context.Context, u *User, req *Request, obj api.Obje
 		}
 		next, err := s.merge(ctx, req, cur, obj)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkNodeName(u, next, cur); err != nil {
 			return nil, err
 		}
 		return next, nil

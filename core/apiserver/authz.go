@@ -61,6 +61,9 @@ var readVerbs = []Verb{VerbGet, VerbList, VerbWatch}
 // (a node's pods, a tenant admin's tokens). It may narrow r's field
 // selector (tenant users listing tenants see only their own).
 func authorize(u *User, r *Request) error {
+	if isBindingSubresource(r.Kind, r.Subresource) {
+		return authorizeBinding(u, r)
+	}
 	read := slices.Contains(readVerbs, r.Verb)
 	switch u.Role {
 	case api.RoleClusterAdmin:

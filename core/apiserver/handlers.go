@@ -114,6 +114,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, u *User, 
 	if isStreamSubresource(req.Kind, req.Subresource) {
 		return s.serveStream(w, r, u, req)
 	}
+	if isBindingSubresource(req.Kind, req.Subresource) {
+		return s.serveBinding(w, r, req)
+	}
 	return s.dispatch(w, r, u, req)
 }
 

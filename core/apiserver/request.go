@@ -32,13 +32,13 @@ type Request struct {
 	Kind        *api.Kind
 	Tenant      string // the tenant in the path; empty for cluster-scoped kinds and cross-tenant lists
 	Name        string
-	Subresource string // "", "status", or for pods "log" and "exec"
+	Subresource string // "", "status", or for pods "log", "exec" and "binding"
 	Query       url.Values
 }
 
 // subresources lists the subresources each kind serves.
 func subresourceAllowed(k *api.Kind, sub string) bool {
-	return (sub == "status" && k.HasStatus) || isStreamSubresource(k, sub)
+	return (sub == "status" && k.HasStatus) || isStreamSubresource(k, sub) || isBindingSubresource(k, sub)
 }
 
 // parseRequest parses a resource request path and method.
@@ -91,6 +91,9 @@ func parseRequest(r *http.Request) (*Request, error) {
 	}
 	if isStreamSubresource(req.Kind, req.Subresource) {
 		return streamRequest(r, req)
+	}
+	if isBindingSubresource(req.Kind, req.Subresource) {
+		return bindingRequest(r, req)
 	}
 	watch := req.Query.Get("watch")
 	switch {

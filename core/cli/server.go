@@ -29,9 +29,10 @@ func defaultDataDir() string {
 }
 
 type serverFlags struct {
-	cfg       server.Config
-	logFormat string
-	logLevel  string
+	cfg             server.Config
+	logFormat       string
+	logLevel        string
+	schedulerConfig string
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, listen string) {
@@ -48,6 +49,7 @@ func (f *serverFlags) register(cmd *cobra.Command, listen string) {
 	fl.BoolVar(&f.cfg.Controllers.Enabled, "controllers", true, "run the controllers (deployments, replica sets, garbage collection, node lifecycle); with several servers one leads")
 	fl.DurationVar(&f.cfg.Controllers.NodeMonitorGracePeriod, "node-monitor-grace-period", controller.DefaultNodeMonitorGracePeriod, "mark a node Ready=Unknown when its agent has not renewed its lease for this long")
 	fl.DurationVar(&f.cfg.Controllers.PodEvictionTimeout, "pod-eviction-timeout", controller.DefaultPodEvictionTimeout, "delete the pods of a node that has been Ready=Unknown for this long, so that they are replaced")
+	fl.StringVar(&f.schedulerConfig, "scheduler-config", "", `JSON file tuning the scheduler: {"scoreWeights":{"LeastAllocated":1,...},"percentageOfNodesToScore":0,"minFeasibleNodesToFind":100}`)
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -61,6 +63,13 @@ func (f *serverFlags) complete(g *globals) error {
 		if d.v <= 0 {
 			return fmt.Errorf("%s %s: want a positive duration such as 40s or 5m", d.flag, d.v)
 		}
+	}
+	if f.schedulerConfig != "" {
+		sc, err := server.LoadSchedulerConfig(f.schedulerConfig)
+		if err != nil {
+			return fmt.Errorf("--scheduler-config: %w", err)
+		}
+		f.cfg.Controllers.Scheduler = sc
 	}
 	log, err := newLogger(g.errOut, f.logFormat, f.logLevel)
 	if err != nil {

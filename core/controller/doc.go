@@ -33,6 +33,11 @@
 //
 // # Controllers
 //
+//   - Scheduler: binds pending pods to nodes through the pods/binding
+//     subresource, with core/scheduler's decisions; writes PodScheduled=False
+//     with the reasons for pods no node can run and retries them when the
+//     cluster changes (see scheduling.go). RunScheduler runs it alone,
+//     without leader election, for benchmarks.
 //   - ReplicaSet: keeps spec.replicas pods of a template (see replicaset.go).
 //   - Deployment: rolls templates out through ReplicaSets, one per template
 //     hash (see deployment.go).

@@ -213,8 +213,9 @@ func update[T api.Object](t *testing.T, c *client.Client, tenant, name string, c
 }
 
 var (
-	podKind, _ = api.KindFor("pods")
-	rsKind, _  = api.KindFor("replicasets")
+	podKind, _   = api.KindFor("pods")
+	rsKind, _    = api.KindFor("replicasets")
+	leaseKind, _ = api.KindFor("leases")
 )
 
 // controllerOf returns the controlling owner reference of m, or nil.

@@ -54,6 +54,9 @@ type Config struct {
 	// are deleted.
 	PodEvictionTimeout time.Duration
 
+	// Scheduler configures the scheduling loop.
+	Scheduler SchedulerConfig
+
 	// LeadingChanged, when set, is told when this process starts (true)
 	// and stops (false) leading.
 	LeadingChanged func(leading bool)
@@ -93,6 +96,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.RenewDeadline >= out.LeaseDuration {
 		return out, fmt.Errorf("controller: RenewDeadline %s must be shorter than LeaseDuration %s, or two leaders could act at once", out.RenewDeadline, out.LeaseDuration)
 	}
+	if _, err := out.Scheduler.withDefaults(); err != nil {
+		return out, err
+	}
 	if out.RenewPeriod >= out.RenewDeadline {
 		return out, fmt.Errorf("controller: RenewPeriod %s must be shorter than RenewDeadline %s", out.RenewPeriod, out.RenewDeadline)
 	}
@@ -126,11 +132,17 @@ func Run(ctx context.Context, cfg Config) error {
 // ctx ends.
 func runControllers(ctx context.Context, c Config) {
 	inf := NewInformers(c.Client, c.Log)
+	sched, err := newSchedulingLoop(c.Client, inf, c.Scheduler, c.Log)
+	if err != nil {
+		c.Log.Error("scheduler not started", "error", err) // Config.withDefaults checked it
+		return
+	}
 	ctrls := []interface{ Run(context.Context) }{
 		newReplicaSetController(c.Client, inf, c.Workers, c.Log),
 		newDeploymentController(c.Client, inf, c.Workers, c.Log),
 		newGarbageCollector(c.Client, inf, c.Workers, c.Log),
 		newNodeLifecycleController(c.Client, inf, c.NodeMonitorGracePeriod, c.PodEvictionTimeout, c.Log),
+		sched,
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -154,6 +166,7 @@ var (
 	rsKind     = mustKind(&api.ReplicaSet{})
 	deployKind = mustKind(&api.Deployment{})
 	nodeKind   = mustKind(&api.Node{})
+	tenantKind = mustKind(&api.Tenant{})
 	leaseKind  = mustKind(&api.Lease{})
 )
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/paddock-dev/paddock/core/client"
 	"github.com/paddock-dev/paddock/core/controller"
+	"github.com/paddock-dev/paddock/core/scheduler"
 	"github.com/paddock-dev/paddock/core/store"
 )
 
@@ -28,6 +29,24 @@ type ControllerConfig struct {
 	// (zero: 40s and 5m).
 	NodeMonitorGracePeriod time.Duration
 	PodEvictionTimeout     time.Duration
+	// Scheduler tunes the scheduling loop (score weights, sampling); see
+	// LoadSchedulerConfig.
+	Scheduler scheduler.Config
+}
+
+// LoadSchedulerConfig reads a scheduler config (JSON, see
+// scheduler.DecodeConfig) from a file; errors name the file and the
+// field.
+func LoadSchedulerConfig(path string) (scheduler.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return scheduler.Config{}, fmt.Errorf("scheduler config: %w", err)
+	}
+	cfg, err := scheduler.DecodeConfig(b)
+	if err != nil {
+		return scheduler.Config{}, fmt.Errorf("scheduler config %s: %w", path, err)
+	}
+	return cfg, nil
 }
 
 // ControllersConfigPath is where the controllers' client config (a
@@ -79,6 +98,7 @@ func serveWithControllers(ctx context.Context, cfg Config, c *client.Client, log
 			Log:                    log.With("component", "controllers"),
 			NodeMonitorGracePeriod: cc.NodeMonitorGracePeriod,
 			PodEvictionTimeout:     cc.PodEvictionTimeout,
+			Scheduler:              controller.SchedulerConfig{Config: cc.Scheduler},
 		})
 	}()
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))

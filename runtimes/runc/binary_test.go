@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 )
 
 var (
@@ -35,7 +36,9 @@ var (
 	pluginBinErr  error
 )
 
-// buildPluginBinary builds cmd/paddock-runtime-runc once per test binary.
+// buildPluginBinary builds cmd/paddock-runtime-runc, with the shim
+// cmd/paddock-runc-shim next to it as `make build` installs them, once
+// per test binary.
 func buildPluginBinary(t *testing.T) string {
 	t.Helper()
 	pluginBinOnce.Do(func() {
@@ -45,7 +48,7 @@ func buildPluginBinary(t *testing.T) string {
 		if _, err := os.Stat(gobin); err != nil {
 			gobin = "go"
 		}
-		cmd := exec.Command(gobin, "build", "-o", out, "github.com/paddock-dev/paddock/cmd/paddock-runtime-runc")
+		cmd := exec.Command(gobin, "build", "-o", dir+"/", "github.com/paddock-dev/paddock/cmd/paddock-runtime-runc", "github.com/paddock-dev/paddock/cmd/"+ShimBinary)
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			pluginBinErr = errors.New(err.Error() + ": " + string(b))
@@ -242,6 +245,10 @@ func TestPluginBinary(t *testing.T) {
 	if err != nil || before.State != runtimev1.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("InspectContainer = %v, %v", before, err)
 	}
+	// The container's shim is the shim binary next to the plugin's.
+	if args, _ := h.shimOf(id); len(args) != 2 || args[0] != filepath.Join(filepath.Dir(bin), ShimBinary) {
+		t.Errorf("shim command line = %q, want %s DIR", args, filepath.Join(filepath.Dir(bin), ShimBinary))
+	}
 	if _, err := rt.InspectContainer(ctx, &runtimev1.InspectContainerRequest{Id: "0123456789abcdef01234567"}); !errdefs.IsNotFound(err) {
 		t.Errorf("InspectContainer(missing) over gRPC = %v, want NotFound", err)
 	}
@@ -255,7 +262,7 @@ func TestPluginBinary(t *testing.T) {
 	if _, err := rt.Info(ctx, &runtimev1.InfoRequest{}); !isClass(err, errdefs.ErrUnavailable) {
 		t.Errorf("a call to the dead plugin = %v, want Unavailable", err)
 	}
-	if !alive(int(before.Pid), 0) {
+	if !shim.Alive(int(before.Pid), 0) {
 		t.Fatalf("container pid %d died with the plugin", before.Pid)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"golang.org/x/sys/unix"
 )
 
@@ -342,7 +343,7 @@ func (l *cgroupLayout) exists(p string) bool {
 func (l *cgroupLayout) stats(p string) (cpuNanos, memUsage, memLimit, pids uint64, err error) {
 	if l.unified {
 		dir := l.dir("", p)
-		usec, err := readKeyed(filepath.Join(dir, "cpu.stat"), "usage_usec")
+		usec, err := shim.ReadKeyed(filepath.Join(dir, "cpu.stat"), "usage_usec")
 		if err != nil {
 			return 0, 0, 0, 0, err
 		}
@@ -385,21 +386,6 @@ func readUint(file string) (uint64, error) {
 		return 0, nil
 	}
 	return strconv.ParseUint(s, 10, 64)
-}
-
-// readKeyed reads the value of key from a "key value" per line file.
-func readKeyed(file, key string) (uint64, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, " ")
-		if ok && k == key {
-			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s: no %s", file, key)
 }
 
 // cpuPeriod is the CFS period used for cpu limits, in microseconds.

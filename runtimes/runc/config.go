@@ -32,6 +32,11 @@ type Config struct {
 	// (one rotated file is kept); a container's own log_max_bytes wins.
 	// Default 10 MiB.
 	LogMaxBytes int64 `json:"logMaxBytes,omitempty"`
+	// ShimPath is the container shim binary (cmd/paddock-runc-shim), an
+	// absolute path. Default: paddock-runc-shim in the directory of the
+	// plugin's binary or, when it is not there, the plugin's binary
+	// itself (slower to start; the plugin logs a warning).
+	ShimPath string `json:"shimPath,omitempty"`
 }
 
 // DefaultLogMaxBytes is the default rotation threshold of container logs.
@@ -67,6 +72,10 @@ const configSchema = `{
     "logMaxBytes": {
       "description": "Size at which a container log is rotated; one rotated file is kept. Default 10485760.",
       "type": "integer", "minimum": 65536
+    },
+    "shimPath": {
+      "description": "The container shim binary (paddock-runc-shim), an absolute path. Default: paddock-runc-shim next to the plugin's binary, else the plugin's binary itself.",
+      "type": "string", "pattern": "^/"
     }
   }
 }`
@@ -98,6 +107,9 @@ func parseConfig(raw []byte) (*Config, error) {
 	}
 	if cfg.LogMaxBytes != 0 && cfg.LogMaxBytes < minLogMaxBytes {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "logMaxBytes", fmt.Sprintf("%d is below the minimum %d", cfg.LogMaxBytes, minLogMaxBytes))
+	}
+	if cfg.ShimPath != "" && !filepath.IsAbs(cfg.ShimPath) {
+		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "shimPath", fmt.Sprintf("%q is not an absolute path", cfg.ShimPath))
 	}
 	if cfg.RuncPath != "" && !filepath.IsAbs(cfg.RuncPath) && filepath.Base(cfg.RuncPath) != cfg.RuncPath {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "runcPath", fmt.Sprintf("%q must be an absolute path or a bare name looked up in PATH", cfg.RuncPath))

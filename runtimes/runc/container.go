@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -49,7 +50,7 @@ func (c *container) path(name string) string { return filepath.Join(c.dir, name)
 
 func loadContainer(dir string) (*container, error) {
 	c := &container{dir: dir, ready: true}
-	if err := readJSON(filepath.Join(dir, containerFile), &c.rec); err != nil {
+	if err := shim.ReadJSON(filepath.Join(dir, containerFile), &c.rec); err != nil {
 		return nil, err
 	}
 	if c.rec.Version != recordVersion {
@@ -243,12 +244,18 @@ func (p *Plugin) makeContainer(ctx context.Context, c *container, sb *sandboxRec
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(bundle, "config.json"), spec); err != nil {
+	// The bundle's spec and the shim's config are Buffered: they are read
+	// only to start the container, which a crash of the machine makes
+	// impossible anyway (the overlay root filesystem is a mount). After
+	// one, a start of this container fails with a clear error and its
+	// removal still works: container.json, the record that removal
+	// needs, is Durable.
+	if err := shim.WriteJSON(filepath.Join(bundle, "config.json"), spec, shim.Buffered); err != nil {
 		return fmt.Errorf("bundle config: %w", err)
 	}
 	oomFile, oomKey := cg.oomFile(c.rec.Cgroup)
 	runcPath := p.runcPath()
-	sc := shimConfig{
+	sc := shim.Config{
 		ID:          c.rec.ID,
 		Runc:        runcPath,
 		RuncRoot:    filepath.Join(p.stateDir, "runc"),
@@ -258,10 +265,12 @@ func (p *Plugin) makeContainer(ctx context.Context, c *container, sb *sandboxRec
 		OOMFile:     oomFile,
 		OOMKey:      oomKey,
 	}
-	if err := writeJSON(c.path(shimConfFile), &sc); err != nil {
+	if err := shim.WriteJSON(c.path(shim.ConfigFile), &sc, shim.Buffered); err != nil {
 		return err
 	}
-	return writeJSON(c.path(containerFile), &c.rec)
+	// container.json is how the plugin finds the container, and the files
+	// to remove, after any restart: Durable.
+	return shim.WriteJSON(c.path(containerFile), &c.rec, shim.Durable)
 }
 
 // destroyContainerFiles releases the root filesystem and removes the
@@ -323,8 +332,8 @@ func (p *Plugin) runcPath() string {
 // containerStatus is what the files say about a container now.
 type containerStatus struct {
 	state runtimev1.ContainerState
-	shim  *shimState
-	exit  *exitRecord
+	shim  *shim.State
+	exit  *shim.Exit
 }
 
 // status reads a container's state from its files. When the shim died
@@ -333,11 +342,11 @@ type containerStatus struct {
 // caller holds c.mu) that exit is also written to exit.json.
 func (p *Plugin) status(c *container, rec *containerRecord, persist bool) containerStatus {
 	var st containerStatus
-	var ex exitRecord
-	if err := readJSON(c.path(exitFile), &ex); err == nil {
+	var ex shim.Exit
+	if err := shim.ReadJSON(c.path(shim.ExitFile), &ex); err == nil {
 		st.state, st.exit = runtimev1.ContainerState_CONTAINER_EXITED, &ex
-		var sh shimState
-		if readJSON(c.path(shimFile), &sh) == nil {
+		var sh shim.State
+		if shim.ReadJSON(c.path(shim.StateFile), &sh) == nil {
 			st.shim = &sh
 		}
 		return st
@@ -346,10 +355,10 @@ func (p *Plugin) status(c *container, rec *containerRecord, persist bool) contai
 		st.state = runtimev1.ContainerState_CONTAINER_CREATED
 		return st
 	}
-	var sh shimState
-	if err := readJSON(c.path(shimFile), &sh); err == nil {
+	var sh shim.State
+	if err := shim.ReadJSON(c.path(shim.StateFile), &sh); err == nil {
 		st.shim = &sh
-		if alive(sh.InitPid, sh.InitStart) || alive(sh.ShimPid, sh.ShimStart) {
+		if shim.Alive(sh.InitPid, sh.InitStart) || shim.Alive(sh.ShimPid, sh.ShimStart) {
 			st.state = runtimev1.ContainerState_CONTAINER_RUNNING
 			return st
 		}
@@ -363,21 +372,21 @@ func (p *Plugin) status(c *container, rec *containerRecord, persist bool) contai
 			st.state = runtimev1.ContainerState_CONTAINER_CREATED
 			return st
 		}
-		if pid, start, err := readShimPid(c.path(shimPidFile)); err == nil && alive(pid, start) {
+		if pid, start, err := readShimPid(c.path(shimPidFile)); err == nil && shim.Alive(pid, start) {
 			st.state = runtimev1.ContainerState_CONTAINER_CREATED
 			return st
 		}
 	}
 	// Nobody is left to record the exit. Look once more (the shim may
 	// have written it just now), then record it ourselves.
-	if err := readJSON(c.path(exitFile), &ex); err == nil {
+	if err := shim.ReadJSON(c.path(shim.ExitFile), &ex); err == nil {
 		st.state, st.exit = runtimev1.ContainerState_CONTAINER_EXITED, &ex
 		return st
 	}
-	ex = exitRecord{ExitCode: 255, FinishedAt: time.Now().UnixNano(), Reason: "Unknown",
+	ex = shim.Exit{ExitCode: 255, FinishedAt: time.Now().UnixNano(), Reason: "Unknown",
 		Message: "the container's shim exited without recording how the container ended"}
 	if st.shim == nil {
-		ex.ExitCode, ex.Reason, ex.Message = 128, "StartError", "the shim exited before the container started; see "+c.path(shimLogFile)
+		ex.ExitCode, ex.Reason, ex.Message = 128, "StartError", "the shim exited before the container started; see "+c.path(shim.LogFile)
 	}
 	// Without c.mu a lifecycle operation (a removal) may be under way:
 	// write only if it is free.
@@ -386,7 +395,7 @@ func (p *Plugin) status(c *container, rec *containerRecord, persist bool) contai
 		defer c.mu.Unlock()
 	}
 	if persist {
-		if err := writeJSON(c.path(exitFile), &ex); err != nil {
+		if err := shim.WriteJSON(c.path(shim.ExitFile), &ex, shim.Durable); err != nil {
 			p.log.Warn("record a lost exit", "container", rec.ID, "err", err)
 		}
 	}
@@ -431,7 +440,7 @@ func (p *Plugin) inspect(c *container) (*runtimev1.Container, error) {
 		CreatedAt:   rec.CreatedAt,
 		ImageDigest: rec.ImageDigest,
 		LogPath:     c.path(logFile),
-		Exit:        st.exit.proto(),
+		Exit:        exitStatus(st.exit),
 	}
 	if st.shim != nil {
 		v.StartedAt = st.shim.StartedAt
@@ -451,8 +460,8 @@ func sortContainers(cs []*runtimev1.Container) {
 	})
 }
 
-// StartContainer starts a created container: a shim runs runc create and
-// runc start and reports. A container that fails to start is EXITED with
+// StartContainer starts a created container: a shim runs "runc run
+// --detach" and reports. A container that fails to start is EXITED with
 // reason StartError and the error is returned; it never stays half
 // started.
 func (p *Plugin) StartContainer(ctx context.Context, r *runtimev1.StartContainerRequest) (*runtimev1.StartContainerResponse, error) {
@@ -481,15 +490,10 @@ func (p *Plugin) StartContainer(ctx context.Context, r *runtimev1.StartContainer
 	if err := p.recheckMounts(c); err != nil {
 		return nil, err
 	}
-	shimPath := p.opts.ShimPath
-	if shimPath == "" {
-		if shimPath, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("find the shim binary: %w", err)
-		}
-	}
 	// From here on the container counts as started: whatever happens,
 	// the files decide its state.
 	p.mu.Lock()
+	shimCmd := p.shim
 	c.rec.Started = true
 	c.starting = true
 	rec = c.rec
@@ -499,7 +503,10 @@ func (p *Plugin) StartContainer(ctx context.Context, r *runtimev1.StartContainer
 		c.starting = false
 		p.mu.Unlock()
 	}()
-	if err := writeJSON(c.path(containerFile), &rec); err != nil {
+	// Durable: after any restart, including one after a crash of the
+	// machine, a started container must not read as created (and be
+	// started a second time); the shim's files say how far it got.
+	if err := shim.WriteJSON(c.path(containerFile), &rec, shim.Durable); err != nil {
 		p.mu.Lock()
 		c.rec.Started = false
 		p.mu.Unlock()
@@ -509,19 +516,22 @@ func (p *Plugin) StartContainer(ctx context.Context, r *runtimev1.StartContainer
 	// up: bound it by a timeout of its own.
 	startCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	ready, _, err := launchShim(startCtx, shimPath, c.dir, func(pid int) {
+	ready, _, err := launchShim(startCtx, shimCmd, c.dir, func(pid int) {
 		// Another plugin process (after a restart) tells a starting
-		// container from a dead start by this file.
-		if start, serr := procStartTime(pid); serr == nil {
-			_ = writeFileAtomic(c.path(shimPidFile), fmt.Appendf(nil, "%d %d\n", pid, start), 0o600)
+		// container from a dead start by this file. Buffered: it only
+		// matters while the shim runs, and no shim survives a crash of
+		// the machine (a missing file then means the same as a dead
+		// shim).
+		if start, serr := shim.ProcStartTime(pid); serr == nil {
+			_ = shim.WriteFileAtomic(c.path(shimPidFile), fmt.Appendf(nil, "%d %d\n", pid, start), 0o600, shim.Buffered)
 		}
 	})
 	if err == nil && ready.Error != "" {
 		err = errors.New(ready.Error)
 	}
 	if err != nil {
-		ex := exitRecord{ExitCode: 128, FinishedAt: time.Now().UnixNano(), Reason: "StartError", Message: err.Error()}
-		if werr := writeJSON(c.path(exitFile), &ex); werr != nil {
+		ex := shim.Exit{ExitCode: 128, FinishedAt: time.Now().UnixNano(), Reason: "StartError", Message: err.Error()}
+		if werr := shim.WriteJSON(c.path(shim.ExitFile), &ex, shim.Durable); werr != nil {
 			p.log.Warn("record a start error", "container", r.Id, "err", werr)
 		}
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("start container %s: %v", r.Id, err))
@@ -534,7 +544,7 @@ func (p *Plugin) StartContainer(ctx context.Context, r *runtimev1.StartContainer
 // resolves to itself inside the allowed roots (or is a sandbox file).
 func (p *Plugin) recheckMounts(c *container) error {
 	var spec specs.Spec
-	if err := readJSON(filepath.Join(c.path(bundleDir), "config.json"), &spec); err != nil {
+	if err := shim.ReadJSON(filepath.Join(c.path(bundleDir), "config.json"), &spec); err != nil {
 		return fmt.Errorf("container %s: %w", c.rec.ID, err)
 	}
 	p.mu.Lock()
@@ -592,7 +602,7 @@ func runcGone(out []byte) bool {
 }
 
 // waitExit polls for the container's exit until ctx ends.
-func (p *Plugin) waitExit(ctx context.Context, c *container) (*exitRecord, error) {
+func (p *Plugin) waitExit(ctx context.Context, c *container) (*shim.Exit, error) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -651,8 +661,8 @@ func (p *Plugin) stopLocked(ctx context.Context, c *container, grace time.Durati
 		return nil
 	case runtimev1.ContainerState_CONTAINER_CREATED:
 		if !rec.Started {
-			ex := exitRecord{FinishedAt: time.Now().UnixNano(), Reason: "Stopped", Message: "stopped before it was started"}
-			return writeJSON(c.path(exitFile), &ex)
+			ex := shim.Exit{FinishedAt: time.Now().UnixNano(), Reason: "Stopped", Message: "stopped before it was started"}
+			return shim.WriteJSON(c.path(shim.ExitFile), &ex, shim.Durable)
 		}
 	}
 	if sig == 0 {
@@ -728,10 +738,10 @@ func (p *Plugin) removeContainer(ctx context.Context, c *container, force bool) 
 		// that nothing of the container is left running.
 		if st.shim != nil {
 			deadline := time.Now().Add(5 * time.Second)
-			for alive(st.shim.ShimPid, st.shim.ShimStart) && time.Now().Before(deadline) {
+			for shim.Alive(st.shim.ShimPid, st.shim.ShimStart) && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			if alive(st.shim.ShimPid, st.shim.ShimStart) {
+			if shim.Alive(st.shim.ShimPid, st.shim.ShimStart) {
 				unix.Kill(st.shim.ShimPid, unix.SIGKILL)
 			}
 		}
@@ -815,7 +825,7 @@ func (p *Plugin) WaitContainer(ctx context.Context, r *runtimev1.WaitContainerRe
 	if err != nil {
 		return nil, err
 	}
-	return ex.proto(), nil
+	return exitStatus(ex), nil
 }
 
 // running returns c's status and FailedPrecondition unless it runs.
@@ -896,7 +906,7 @@ func (p *Plugin) UpdateResources(ctx context.Context, r *runtimev1.UpdateResourc
 	p.mu.Lock()
 	c.rec.Config.Msg.Resources = proto.Clone(r.Resources).(*runtimev1.Resources)
 	rec = c.rec
-	err = writeJSON(c.path(containerFile), &rec)
+	err = shim.WriteJSON(c.path(containerFile), &rec, shim.Durable)
 	p.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", rec.ID, err)

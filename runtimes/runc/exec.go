@@ -15,6 +15,7 @@ import (
 
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 )
@@ -79,7 +80,7 @@ func (p *Plugin) runcExecArgs(c *container, pidFile string, argv []string, opts 
 func (ep *execProc) kill() {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if pid, err := readPidFile(ep.pidFile); err == nil {
+		if pid, err := shim.ReadPidFile(ep.pidFile); err == nil {
 			unix.Kill(pid, unix.SIGKILL)
 			return
 		}
@@ -371,7 +372,7 @@ func (p *Plugin) execTTY(st *execStream, c *container, start *runtimev1.ExecStar
 		sock.l.Close()
 	}
 	con := <-got
-	pid, pidErr := readPidFile(pidFile)
+	pid, pidErr := shim.ReadPidFile(pidFile)
 	if runErr != nil || con.err != nil || pidErr != nil {
 		if con.master != nil {
 			con.master.Close()

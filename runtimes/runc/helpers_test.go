@@ -17,14 +17,17 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/internal/testbin"
 	"github.com/paddock-dev/paddock/internal/testlock"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
 
-// TestMain lets the test binary be the shim: the plugin under test starts
-// os.Executable() as "BINARY shim DIR", like the real binary.
+// TestMain lets the test binary be the shim, as the plugin's binary is
+// when the shim binary is missing: a plugin without a shim path starts
+// os.Executable() as "BINARY shim DIR" (TestShimFallback).
 func TestMain(m *testing.M) {
 	if IsShim(os.Args) {
 		os.Exit(RunShim(os.Args[2:]))
@@ -191,6 +194,10 @@ type harness struct {
 	stateDir string
 	images   *dirImages
 	config   string
+	// shimPath is Options.ShimPath: the shim binary cmd/paddock-runc-shim,
+	// or empty for the default (this test binary as the shim: see
+	// TestMain).
+	shimPath string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -200,7 +207,7 @@ func newHarness(t *testing.T) *harness {
 func newHarnessConfig(t *testing.T, config string) *harness {
 	t.Helper()
 	requirePrereqs(t)
-	h := &harness{t: t, stateDir: t.TempDir(), images: newDirImages(t), config: config}
+	h := &harness{t: t, stateDir: t.TempDir(), images: newDirImages(t), config: config, shimPath: testbin.Binary(t, ShimBinary)}
 	h.p = h.newPlugin()
 	t.Cleanup(h.cleanup)
 	return h
@@ -210,14 +217,10 @@ func newHarnessConfig(t *testing.T, config string) *harness {
 // as after a plugin restart.
 func (h *harness) newPlugin() *Plugin {
 	h.t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	p := New(Options{
 		Logger:   slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Images:   h.images,
-		ShimPath: exe,
+		ShimPath: h.shimPath,
 	})
 	if _, err := p.SetConfig(h.t.Context(), &runtimev1.SetConfigRequest{ApiVersion: "v1", StateDir: h.stateDir, Config: []byte(h.config)}); err != nil {
 		h.t.Fatalf("SetConfig: %v", err)
@@ -314,7 +317,7 @@ func processesMentioning(s string) []string {
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
 		if strings.Contains(cmd, s) {
-			if state, _, err := procStat(atoi(e.Name())); err == nil && state == 'Z' {
+			if state, _, err := shim.ProcStat(atoi(e.Name())); err == nil && state == 'Z' {
 				continue
 			}
 			out = append(out, e.Name()+": "+cmd)

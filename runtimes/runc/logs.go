@@ -4,140 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"google.golang.org/grpc"
 )
 
-// Container logs are files of CRI-format lines:
-//
-//	2026-01-02T15:04:05.000000000Z stdout F text
-//
-// a timestamp (UTC, nanoseconds), the stream, a tag (F for a full line, P
-// for a part of a line longer than maxLogLine that continues in the next
-// one) and the text without its newline. The shim writes them; at
-// logMaxBytes the file is renamed to container.log.1 (replacing the
-// previous one) and a new file is started.
-
-// maxLogLine is the longest text one log line carries; longer lines are
-// split into partial lines.
-const maxLogLine = 16 << 10
-
-// criTimeFormat is the timestamp of CRI log lines: fixed-width RFC 3339
-// with nanoseconds.
-const criTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
-
-// logWriter writes CRI log lines to a file, rotating it. It is safe for
-// concurrent use by the stdout and stderr copiers.
-type logWriter struct {
-	mu   sync.Mutex
-	path string
-	max  int64
-	f    *os.File
-	size int64
-	err  error // the first write error, reported once
-	now  func() time.Time
-}
-
-func openLogWriter(path string, max int64) (*logWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &logWriter{path: path, max: max, f: f, size: st.Size(), now: time.Now}, nil
-}
-
-// writeLine writes one line. Errors (a full disk) drop the line: the
-// container must never block on its output.
-func (w *logWriter) writeLine(stream string, partial bool, text []byte) {
-	tag := "F"
-	if partial {
-		tag = "P"
-	}
-	var b bytes.Buffer
-	b.Grow(len(criTimeFormat) + len(stream) + len(text) + 5)
-	b.WriteString(w.now().UTC().Format(criTimeFormat))
-	b.WriteByte(' ')
-	b.WriteString(stream)
-	b.WriteByte(' ')
-	b.WriteString(tag)
-	b.WriteByte(' ')
-	b.Write(text)
-	b.WriteByte('\n')
-
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil {
-		return
-	}
-	if w.size > 0 && w.size+int64(b.Len()) > w.max {
-		w.rotate()
-	}
-	n, err := w.f.Write(b.Bytes())
-	w.size += int64(n)
-	if err != nil && w.err == nil {
-		w.err = err
-	}
-}
-
-// rotate renames the file to path.1 and starts a new one.
-func (w *logWriter) rotate() {
-	w.f.Close()
-	w.f = nil
-	if err := os.Rename(w.path, w.path+".1"); err != nil && w.err == nil {
-		w.err = err
-	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o640)
-	if err != nil {
-		if w.err == nil {
-			w.err = err
-		}
-		return
-	}
-	w.f, w.size = f, 0
-}
-
-func (w *logWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil {
-		return w.err
-	}
-	err := w.f.Close()
-	w.f = nil
-	return errors.Join(w.err, err)
-}
-
-// copyStream reads r until EOF and writes its lines to w as stream.
-func copyStream(w *logWriter, stream string, r io.Reader) {
-	br := bufio.NewReaderSize(r, maxLogLine)
-	for {
-		line, err := br.ReadSlice('\n')
-		switch {
-		case err == nil:
-			w.writeLine(stream, false, line[:len(line)-1])
-		case errors.Is(err, bufio.ErrBufferFull):
-			w.writeLine(stream, true, line)
-		default:
-			if len(line) > 0 {
-				w.writeLine(stream, false, line)
-			}
-			return
-		}
-	}
-}
+// Container logs are files of CRI-format lines, written by the shim
+// (runtimes/runc/shim, LogWriter) and read here: a timestamp, the stream,
+// a tag (F for a full line, P for a part of a longer one) and the text.
 
 // logEntry is one parsed log line.
 type logEntry struct {
@@ -293,7 +173,7 @@ func readFileLines(path string, emit func(logEntry) error) error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 4*maxLogLine)
+	sc.Buffer(make([]byte, 0, 64<<10), 4*shim.MaxLogLine)
 	for sc.Scan() {
 		e, err := parseLogLine(sc.Bytes())
 		if err != nil {
@@ -358,7 +238,7 @@ func (p *Plugin) Logs(r *runtimev1.LogsRequest, s grpc.ServerStreamingServer[run
 	for {
 		// The shim writes exit.json after the last line: once it exists,
 		// one more read gets everything.
-		exited := fileExists(c.path(exitFile))
+		exited := fileExists(c.path(shim.ExitFile))
 		if err := lf.poll(send); err != nil {
 			return fmt.Errorf("logs of %s: %w", r.Id, err)
 		}

@@ -2,6 +2,7 @@ package runc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,9 +42,11 @@ type Options struct {
 	// ImageService serves the Images RPCs when Images is set; without it
 	// they answer ErrNotImplemented.
 	ImageService runtimev1.ImageManager
-	// ShimPath is the binary started as "ShimPath shim DIR" for every
-	// container; its main must call RunShim for that argument (see
-	// IsShim). Default: this process's own executable.
+	// ShimPath is the shim binary, started as "ShimPath DIR" for every
+	// container (cmd/paddock-runc-shim; its main calls shim.Run), when the
+	// configuration names none (shimPath). Default: ShimBinary next to
+	// this process's executable, else that executable itself as "EXE shim
+	// DIR" (its main must then call RunShim, see IsShim).
 	ShimPath string
 	// HealthInterval is how often Health re-checks runc; default 5 s.
 	// An event is sent on every change and at least every 30 s.
@@ -61,6 +64,7 @@ type Plugin struct {
 	rawConfig  []byte
 	stateDir   string
 	runc       string // absolute path of the runc binary
+	shim       shimCommand
 	cgroups    *cgroupLayout
 	images     Images                 // nil before SetConfig
 	imageSvc   runtimev1.ImageManager // nil: no image service
@@ -156,6 +160,11 @@ func (p *Plugin) SetConfig(ctx context.Context, r *runtimev1.SetConfigRequest) (
 	if err != nil {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "runcPath", fmt.Sprintf("runc binary %q not found: %v", cfg.RuncPath, err))
 	}
+	shimPath := cmp.Or(cfg.ShimPath, p.opts.ShimPath)
+	shimCmd, shimFallback, err := resolveShim(shimPath)
+	if err != nil {
+		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "shimPath", fmt.Sprintf("shim binary %q: %v", shimPath, err))
+	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -198,6 +207,11 @@ func (p *Plugin) SetConfig(ctx context.Context, r *runtimev1.SetConfigRequest) (
 	p.cfg = &cfg
 	p.rawConfig = bytes.Clone(r.Config)
 	p.runc = runcPath
+	if shimFallback {
+		p.log.Warn("the shim binary is missing; the plugin's own binary runs as the shim, which makes every container start slower",
+			"want", filepath.Join(filepath.Dir(shimCmd.Path), ShimBinary), "shim", shimCmd.Path)
+	}
+	p.shim = shimCmd
 	p.images, p.imageSvc = images, imageSvc
 	return &runtimev1.SetConfigResponse{}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 )
 
 // RT-RC-001: a new plugin on the same state (a plugin restart) finds a
@@ -78,7 +79,7 @@ func TestRecoverExitedWhileDown(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bundle", "rootfs", "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the shim to record the exit", 10*time.Second, func() bool { return fileExists(filepath.Join(dir, exitFile)) })
+	waitFor(t, "the shim to record the exit", 10*time.Second, func() bool { return fileExists(filepath.Join(dir, shim.ExitFile)) })
 
 	h.p = h.newPlugin()
 	resp, err := h.p.Recover(ctx, &runtimev1.RecoverRequest{Handle: sb.Handle})
@@ -103,15 +104,15 @@ func TestShimLost(t *testing.T) {
 	h := newHarness(t)
 	sb := h.sandbox(nil)
 	c := h.run(sb.Id, &runtimev1.ContainerConfig{Name: "orphan", Command: []string{"sleep", "1000"}})
-	var st shimState
-	if err := readJSON(filepath.Join(h.stateDir, "containers", c.Id, shimFile), &st); err != nil {
+	var st shim.State
+	if err := shim.ReadJSON(filepath.Join(h.stateDir, "containers", c.Id, shim.StateFile), &st); err != nil {
 		t.Fatal(err)
 	}
 	// Kill the shim first, then the container: nobody records the exit.
 	if err := syscallKill(st.ShimPid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the shim to die", 5*time.Second, func() bool { return !alive(st.ShimPid, st.ShimStart) })
+	waitFor(t, "the shim to die", 5*time.Second, func() bool { return !shim.Alive(st.ShimPid, st.ShimStart) })
 	if err := syscallKill(st.InitPid); err != nil {
 		t.Fatal(err)
 	}

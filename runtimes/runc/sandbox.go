@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-dev/paddock/core/errdefs"
 	"github.com/paddock-dev/paddock/internal/netns"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -31,7 +32,7 @@ type sandbox struct {
 
 func loadSandbox(dir string) (*sandbox, error) {
 	sb := &sandbox{dir: dir}
-	if err := readJSON(filepath.Join(dir, "sandbox.json"), &sb.rec); err != nil {
+	if err := shim.ReadJSON(filepath.Join(dir, "sandbox.json"), &sb.rec); err != nil {
 		return nil, err
 	}
 	if sb.rec.Version != recordVersion {
@@ -43,7 +44,9 @@ func loadSandbox(dir string) (*sandbox, error) {
 	return sb, nil
 }
 
-func (sb *sandbox) save() error { return writeJSON(filepath.Join(sb.dir, "sandbox.json"), &sb.rec) }
+func (sb *sandbox) save() error {
+	return shim.WriteJSON(filepath.Join(sb.dir, "sandbox.json"), &sb.rec, shim.Durable)
+}
 
 // proto returns the sandbox as the contract's message. The caller holds
 // Plugin.mu or sb.mu.
@@ -223,7 +226,7 @@ func (p *Plugin) makeSandbox(sb *sandbox, cg *cgroupLayout) error {
 	for name, data := range files {
 		// Readable by the containers' users; the directory above is 0700
 		// but bind mounts do not traverse it.
-		if err := writeFileAtomic(filepath.Join(sb.dir, name), data, 0o644); err != nil {
+		if err := shim.WriteFileAtomic(filepath.Join(sb.dir, name), data, 0o644, shim.Durable); err != nil {
 			return fmt.Errorf("sandbox %s: %w", name, err)
 		}
 	}

@@ -2,12 +2,14 @@ package runc
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/paddock-dev/paddock/core/errdefs"
+	"github.com/paddock-dev/paddock/internal/testbin"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -207,10 +209,27 @@ func TestSetConfig(t *testing.T) {
 			t.Errorf("SetConfig(%s) = %v, want InvalidArgument", tc.name, err)
 		}
 	}
+	// A shim binary that cannot run is refused up front, naming the field.
+	notExec := filepath.Join(t.TempDir(), "shim")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, shimPath string }{
+		{"relative shim", "bin/paddock-runc-shim"},
+		{"missing shim", "/nonexistent/paddock-runc-shim"},
+		{"shim is a directory", t.TempDir()},
+		{"shim not executable", notExec},
+	} {
+		_, err := p.SetConfig(ctx, &runtimev1.SetConfigRequest{ApiVersion: "v1", StateDir: dir, Config: []byte(fmt.Sprintf(`{"shimPath":%q}`, tc.shimPath))})
+		if !isClass(err, errdefs.ErrInvalidArgument) || errdefs.FieldOf(err) != "shimPath" {
+			t.Errorf("SetConfig(%s) = %v (field %q), want InvalidArgument for shimPath", tc.name, err, errdefs.FieldOf(err))
+		}
+	}
 	if _, err := p.SetConfig(ctx, &runtimev1.SetConfigRequest{ApiVersion: "v2", StateDir: dir}); !isClass(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("SetConfig(api v2) = %v, want InvalidArgument", err)
 	}
-	good := `{"allowedMountRoots":["/srv/volumes"],"runcPath":"runc","logMaxBytes":1048576,"insecureRegistries":["localhost:5000"]}`
+	good := fmt.Sprintf(`{"allowedMountRoots":["/srv/volumes"],"runcPath":"runc","logMaxBytes":1048576,"insecureRegistries":["localhost:5000"],"shimPath":%q}`,
+		testbin.Binary(t, ShimBinary))
 	for range 2 {
 		if _, err := p.SetConfig(ctx, &runtimev1.SetConfigRequest{ApiVersion: "v1", StateDir: dir, Config: []byte(good)}); err != nil {
 			t.Fatalf("SetConfig(valid) = %v", err)
@@ -231,7 +250,7 @@ func TestSetConfig(t *testing.T) {
 		t.Errorf("config schema does not parse: %v", err)
 	}
 	props, _ := schema["properties"].(map[string]any)
-	for _, f := range []string{"allowedMountRoots", "runcPath", "imageStoreRoot", "insecureRegistries", "logMaxBytes"} {
+	for _, f := range []string{"allowedMountRoots", "runcPath", "imageStoreRoot", "insecureRegistries", "logMaxBytes", "shimPath"} {
 		if _, ok := props[f]; !ok {
 			t.Errorf("config schema lacks %s", f)
 		}

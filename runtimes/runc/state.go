@@ -7,93 +7,28 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
 
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// File names inside a container's directory.
+// File names inside a container's directory, besides the shim's
+// (runtimes/runc/shim: shim-config.json, shim.json, exit.json, shim.log,
+// runc.log).
 const (
 	containerFile = "container.json" // containerRecord, written by the plugin
-	shimConfFile  = "shim-config.json"
-	shimFile      = "shim.json" // shimState, written by the shim once the container runs
-	shimPidFile   = "shim.pid"  // "PID START" of the shim, written by the plugin when it launched it
-	exitFile      = "exit.json" // exitRecord, written by the shim (or the plugin for a start error)
+	shimPidFile   = "shim.pid"       // "PID START" of the shim, written by the plugin when it launched it
 	logFile       = "container.log"
-	shimLogFile   = "shim.log"
-	runcLogFile   = "runc.log"
 	bundleDir     = "bundle"
 )
 
 // recordVersion is the version of the on-disk records; a record of another
 // version is refused rather than misread.
 const recordVersion = 1
-
-// writeFileAtomic writes data to path so that readers see the old or the
-// new content, never a part: a temporary file in the same directory,
-// synced and renamed over path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// writeJSON writes v as JSON to path atomically.
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, append(data, '\n'), 0o600)
-}
-
-// readJSON reads path into v. A missing file is fs.ErrNotExist.
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
-	}
-	return nil
-}
 
 // newID returns a random identifier for a sandbox or container.
 func newID() string {
@@ -164,27 +99,8 @@ type containerRecord struct {
 	Started bool `json:"started,omitempty"`
 }
 
-// shimState is containers/ID/shim.json: written by the shim once the
-// container is running.
-type shimState struct {
-	ShimPid   int    `json:"shimPid"`
-	ShimStart uint64 `json:"shimStart"` // /proc/PID/stat start time, against pid reuse
-	InitPid   int    `json:"initPid"`
-	InitStart uint64 `json:"initStart"`
-	StartedAt int64  `json:"startedAt"`
-}
-
-// exitRecord is containers/ID/exit.json.
-type exitRecord struct {
-	ExitCode   int32  `json:"exitCode"`
-	Signal     int32  `json:"signal,omitempty"`
-	OOMKilled  bool   `json:"oomKilled,omitempty"`
-	FinishedAt int64  `json:"finishedAt"`
-	Reason     string `json:"reason"`
-	Message    string `json:"message,omitempty"`
-}
-
-func (e *exitRecord) proto() *runtimev1.ExitStatus {
+// exitStatus returns exit.json's record as the contract's message.
+func exitStatus(e *shim.Exit) *runtimev1.ExitStatus {
 	if e == nil {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/runc/shim"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,13 +139,13 @@ func TestAllowedHostPath(t *testing.T) {
 func TestLogWriterAndParse(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.log")
-	w, err := openLogWriter(path, 200)
+	w, err := shim.OpenLogWriter(path, 200)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 1, 2, 15, 4, 5, 6, time.UTC)
-	w.now = func() time.Time { return now }
-	copyStream(w, "stdout", strings.NewReader("one\ntwo\n"+strings.Repeat("x", maxLogLine+10)+"\nno newline"))
+	w.Now = func() time.Time { return now }
+	shim.CopyStream(w, "stdout", strings.NewReader("one\ntwo\n"+strings.Repeat("x", shim.MaxLogLine+10)+"\nno newline"))
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

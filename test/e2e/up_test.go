@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,21 +92,15 @@ func (u *up) pluginPID(t *testing.T) int {
 	return rec.PID
 }
 
-// hostPID finds the host process whose command line is exactly cmdline.
+// hostPID is the pid of the host process whose command line is exactly
+// cmdline, or 0.
 func hostPID(t *testing.T, cmdline string) int {
 	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ") == cmdline {
-			return pid
-		}
+	pids := hostPIDs(cmdline)
+	if len(pids) != 1 {
+		return 0
 	}
-	return 0
+	return pids[0]
 }
 
 func requireRoot(t *testing.T) {
