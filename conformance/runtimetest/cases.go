@@ -281,8 +281,9 @@ func containerExitCode(t *T) {
 
 func containerStopGrace(t *T) {
 	sb := t.Sandbox(nil)
-	c := t.RunContainer(sb, "sh", "-c", "trap '' TERM; while true; do sleep 1; done")
+	c := t.RunContainer(sb, "sh", "-c", "trap '' TERM; echo trapped; while true; do sleep 1; done")
 	t.WaitRunning(c.Id)
+	t.waitTrapped(c.Id)
 	start := time.Now()
 	if _, err := t.Client().StopContainer(t.Context(), &runtimev1.StopContainerRequest{Id: c.Id, TimeoutSeconds: 2}); err != nil {
 		t.Fatalf("StopContainer: %v", err)
@@ -296,14 +297,24 @@ func containerStopGrace(t *T) {
 	}
 	// A process that exits on SIGTERM (a container's first process has no
 	// default signal handlers, so it must install one).
-	polite := t.RunContainer(sb, "sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.1; done")
+	polite := t.RunContainer(sb, "sh", "-c", "trap 'exit 143' TERM; echo trapped; while true; do sleep 0.1; done")
 	t.WaitRunning(polite.Id)
+	t.waitTrapped(polite.Id)
 	if _, err := t.Client().StopContainer(t.Context(), &runtimev1.StopContainerRequest{Id: polite.Id, TimeoutSeconds: 30}); err != nil {
 		t.Fatalf("StopContainer: %v", err)
 	}
 	if st := t.Wait(polite.Id); st.Signal != 15 && st.ExitCode != 143 {
 		t.Errorf("a process dying on SIGTERM ended with exit %d signal %d, want SIGTERM (15 or exit 143)", st.ExitCode, st.Signal)
 	}
+}
+
+// waitTrapped waits for a container's "trapped" line: its shell has set
+// its signal handler (until then, as a pid namespace's first process, it
+// ignores the signal).
+func (t *T) waitTrapped(id string) {
+	t.Eventually(10*time.Second, "the container's signal handler", func() bool {
+		return slices.Contains(t.Logs(id), "stdout trapped")
+	})
 }
 
 func containerSignal(t *T) {

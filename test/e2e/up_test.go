@@ -167,7 +167,14 @@ spec:
 	if hostPID(t, marker) != pid {
 		t.Errorf("after SIGKILL of the plugin: container pid %d, want %d", hostPID(t, marker), pid)
 	}
-	mustPaddock(t, u2.admin, "", "exec", "--tenant", "demo", "keep", "--", "true")
+	// The new plugin answers once it has started and taken its config.
+	deadline = time.Now().Add(30 * time.Second)
+	for r := paddock(t, u2.admin, "", "exec", "--tenant", "demo", "keep", "--", "true"); r.code != 0; r = paddock(t, u2.admin, "", "exec", "--tenant", "demo", "keep", "--", "true") {
+		if time.Now().After(deadline) {
+			t.Fatalf("exec after the plugin restarted: %s", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if got := waitRunning(t, u2, "keep"); got != id {
 		t.Errorf("after the plugin restarted: container %s, want %s", got, id)
 	}
