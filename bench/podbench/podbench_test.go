@@ -2,6 +2,7 @@ package podbench
 
 import (
 	"bytes"
+	"github.com/paddock-dev/paddock/bench/internal/mdreport/mdreporttest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,7 +72,7 @@ func TestRunSmoke(t *testing.T) {
 	if !slices.Equal(res.seqFloor, seqFloor) {
 		t.Errorf("publish reordered the floor's samples: %v, were %v", res.seqFloor, seqFloor)
 	}
-	for _, want := range []string{
+	mdreporttest.Check(t, report, doc, "PODSTART",
 		"## PODSTART: end-to-end pod start on the real runc runtime",
 		"| Metric | Pods | Floor: `runc run` | Ratio |",
 		"| create → Running seen, sequential, p50 (ms) |",
@@ -81,23 +82,7 @@ func TestRunSmoke(t *testing.T) {
 		"### Raw samples",
 		"### Machine",
 		"runc version",
-	} {
-		if !strings.Contains(report, want) {
-			t.Errorf("report lacks %q:\n%s", want, report)
-		}
-	}
-	for _, bad := range []string{"NaN", "Inf", "n/a"} {
-		if strings.Contains(report, bad) {
-			t.Errorf("report has %q:\n%s", bad, report)
-		}
-	}
-	b, err := os.ReadFile(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := string(b); !strings.HasPrefix(got, "# Benchmarks") || !strings.Contains(got, "<!-- paddock-bench PODSTART: begin") || !strings.Contains(got, report) {
-		t.Errorf("%s does not hold the header and the report in PODSTART's markers:\n%s", doc, got)
-	}
+	)
 	if entries, err := os.ReadDir(dataDir); err != nil || len(entries) != 0 {
 		t.Errorf("the data directory holds %v (%v), want nothing", entries, err)
 	}

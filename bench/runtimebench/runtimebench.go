@@ -159,14 +159,10 @@ func collect(ctx context.Context, cfg Config) (*results, error) {
 
 // publish prints the report to cfg.Out and writes it into cfg.Write.
 func (res *results) publish() error {
-	report := res.markdown()
-	if _, err := io.WriteString(res.cfg.Out, report); err != nil {
-		return err
+	if err := mdreport.Publish(res.cfg.Out, res.cfg.Write, sectionName, res.markdown()); err != nil {
+		return fmt.Errorf("runtimebench: %w", err)
 	}
 	if res.cfg.Write != "" {
-		if err := mdreport.Write(res.cfg.Write, sectionName, report); err != nil {
-			return fmt.Errorf("runtimebench: --write: %w", err)
-		}
 		res.cfg.Log.Info("results written", "file", res.cfg.Write)
 	}
 	return nil

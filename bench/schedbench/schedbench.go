@@ -162,14 +162,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	res.finished = time.Now()
 	res.machine.LoadAfter = machine.LoadAvg()
-	report := res.markdown()
-	if _, err := io.WriteString(cfg.Out, report); err != nil {
-		return err
-	}
-	if cfg.Write != "" {
-		if err := mdreport.Write(cfg.Write, sectionName, report); err != nil {
-			return fmt.Errorf("schedbench: %w", err)
-		}
+	if err := mdreport.Publish(cfg.Out, cfg.Write, sectionName, res.markdown()); err != nil {
+		return fmt.Errorf("schedbench: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,6 +54,21 @@ func Wrap(name, body string) string {
 // with body (see the package documentation).
 func Write(path, name, body string) error {
 	return Replace(path, name, Wrap(name, body))
+}
+
+// Publish prints report to out and, when path is set, writes it as
+// benchmark name's section of the Markdown file at path.
+func Publish(out io.Writer, path, name, report string) error {
+	if _, err := io.WriteString(out, report); err != nil {
+		return err
+	}
+	if path == "" {
+		return nil
+	}
+	if err := Write(path, name, report); err != nil {
+		return fmt.Errorf("--write %s: %w", path, err)
+	}
+	return nil
 }
 
 // Replace is Write for a section already wrapped in name's markers.
