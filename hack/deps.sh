@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # Debian packages the build and the tests need.
-DEBIAN_PACKAGES="ca-certificates git make gcc protobuf-compiler busybox-static runc"
+DEBIAN_PACKAGES="ca-certificates git make gcc protobuf-compiler busybox-static runc iproute2 nftables"
 
 # The oldest Go toolchain that builds the module (go.mod's go line).
 GO_MIN_VERSION="1.26"

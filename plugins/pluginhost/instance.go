@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	"github.com/paddock-dev/paddock/plugins/errgrpc"
+	networkv1 "github.com/paddock-dev/paddock/plugins/network/v1"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 )
 
@@ -228,14 +229,22 @@ func (i *Instance) Client() (any, error) {
 }
 
 // Runtime returns the runtime client of the current process; see Client.
-func (i *Instance) Runtime() (*runtimev1.Client, error) {
+func (i *Instance) Runtime() (*runtimev1.Client, error) { return instanceClient[*runtimev1.Client](i) }
+
+// Network returns the network client of the current process; see Client.
+func (i *Instance) Network() (*networkv1.Client, error) { return instanceClient[*networkv1.Client](i) }
+
+// instanceClient returns i's client of the current process as the kind's
+// client type C, refusing a plugin of another kind.
+func instanceClient[C any](i *Instance) (C, error) {
+	var zero C
 	raw, err := i.Client()
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	c, ok := raw.(*runtimev1.Client)
+	c, ok := raw.(C)
 	if !ok {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("plugin %q is a %s plugin, not a runtime", i.name, i.kind.Name))
+		return zero, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("plugin %q is a %s plugin, not the kind whose client is %T", i.name, i.kind.Name, zero))
 	}
 	return c, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/paddock-dev/paddock/core/errdefs"
+	networkv1 "github.com/paddock-dev/paddock/plugins/network/v1"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,18 +61,12 @@ var RuntimeKind = Kind{
 	APIVersions: []string{runtimev1.APIVersion},
 	DialOptions: runtimev1.DialOptions,
 	Info: func(ctx context.Context, client any) (Info, error) {
-		c, err := asRuntime(client)
-		if err != nil {
-			return Info{}, err
-		}
-		resp, err := c.Info(ctx, &runtimev1.InfoRequest{})
-		if err != nil {
-			return Info{}, err
-		}
-		return Info{Name: resp.Name, Version: resp.Version, APIVersions: resp.ApiVersions, ConfigSchema: resp.ConfigSchema}, nil
+		return askInfo(ctx, client, "runtime", func(c *runtimev1.Client) (infoResponse, error) {
+			return c.Info(ctx, &runtimev1.InfoRequest{})
+		})
 	},
 	SetConfig: func(ctx context.Context, client any, apiVersion string, config []byte, stateDir string) error {
-		c, err := asRuntime(client)
+		c, err := clientAs[*runtimev1.Client](client, "runtime")
 		if err != nil {
 			return err
 		}
@@ -80,10 +75,56 @@ var RuntimeKind = Kind{
 	},
 }
 
-func asRuntime(client any) (*runtimev1.Client, error) {
-	c, ok := client.(*runtimev1.Client)
+// NetworkKind is the kind of network plugins (plugins/network/v1).
+var NetworkKind = Kind{
+	Name:        "network",
+	Handshake:   networkv1.Handshake,
+	Plugins:     map[int]plugin.PluginSet{networkv1.ProtocolVersion: {networkv1.PluginName: &networkv1.GRPCPlugin{}}},
+	Dispense:    networkv1.PluginName,
+	APIVersions: []string{networkv1.APIVersion},
+	DialOptions: networkv1.DialOptions,
+	Info: func(ctx context.Context, client any) (Info, error) {
+		return askInfo(ctx, client, "network", func(c *networkv1.Client) (infoResponse, error) {
+			return c.Info(ctx, &networkv1.InfoRequest{})
+		})
+	},
+	SetConfig: func(ctx context.Context, client any, apiVersion string, config []byte, stateDir string) error {
+		c, err := clientAs[*networkv1.Client](client, "network")
+		if err != nil {
+			return err
+		}
+		_, err = c.SetConfig(ctx, &networkv1.SetConfigRequest{ApiVersion: apiVersion, Config: config, StateDir: stateDir})
+		return err
+	},
+}
+
+// infoResponse is what every contract's InfoResponse has.
+type infoResponse interface {
+	GetName() string
+	GetVersion() string
+	GetApiVersions() []string
+	GetConfigSchema() string
+}
+
+// askInfo asks a dispensed client of type C for its Info.
+func askInfo[C any, R infoResponse](ctx context.Context, client any, kind string, ask func(C) (R, error)) (Info, error) {
+	c, err := clientAs[C](client, kind)
+	if err != nil {
+		return Info{}, err
+	}
+	resp, err := ask(c)
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{Name: resp.GetName(), Version: resp.GetVersion(), APIVersions: resp.GetApiVersions(), ConfigSchema: resp.GetConfigSchema()}, nil
+}
+
+// clientAs returns a dispensed client as the kind's client type C.
+func clientAs[C any](client any, kind string) (C, error) {
+	c, ok := client.(C)
 	if !ok {
-		return nil, errdefs.New(errdefs.ErrInternal, fmt.Sprintf("dispensed client is a %T, want a *runtimev1.Client", client))
+		var want C
+		return c, errdefs.New(errdefs.ErrInternal, fmt.Sprintf("dispensed client is a %T, want the %s client %T", client, kind, want))
 	}
 	return c, nil
 }

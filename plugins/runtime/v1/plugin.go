@@ -18,11 +18,11 @@ package runtimev1
 
 import (
 	"context"
-	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/paddock-dev/paddock/plugins/errgrpc"
+	pluginserve "github.com/paddock-dev/paddock/plugins/internal/serve"
 	"google.golang.org/grpc"
 )
 
@@ -114,17 +114,7 @@ func Serve(impl Plugin) {
 // ServeConfig returns the go-plugin configuration Serve uses; tests use it
 // with ServeConfig.Test to run a plugin in-process.
 func ServeConfig(impl Plugin, logger hclog.Logger) *plugin.ServeConfig {
-	if logger == nil {
-		logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info})
-	}
-	return &plugin.ServeConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &GRPCPlugin{Impl: impl}}},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, errgrpc.ServerOptions()...)...)
-		},
-		Logger: logger,
-	}
+	return pluginserve.Config(Handshake, ProtocolVersion, PluginName, &GRPCPlugin{Impl: impl}, logger)
 }
 
 // GRPCPlugin is the go-plugin glue of runtime plugins: Impl on the plugin
