@@ -5,9 +5,11 @@
 // compare-and-swap (package bench/schedbench), B3, container start
 // through the runtime plugin against bare runc (package
 // bench/runtimebench), B4, the API write path, store and watch fan-out
-// against raw etcd (package bench/apibench), and PODSTART, a pod's start
+// against raw etcd (package bench/apibench), PODSTART, a pod's start
 // end to end on the real runc runtime against bare runc (package
-// bench/podbench).
+// bench/podbench), and B6, service programming latency of the nftables
+// service proxy against a bare one-rule netlink DNAT insert (package
+// bench/svcbench).
 package main
 
 import (
@@ -27,24 +29,27 @@ import (
 	"github.com/paddock-dev/paddock/bench/podbench"
 	"github.com/paddock-dev/paddock/bench/runtimebench"
 	"github.com/paddock-dev/paddock/bench/schedbench"
+	"github.com/paddock-dev/paddock/bench/svcbench"
 )
 
 // allBenchmarks are the benchmarks this command runs, in the order it
 // runs them.
-var allBenchmarks = []string{"B1", "B3", "B4", podbench.SectionName}
+var allBenchmarks = []string{"B1", "B3", "B4", podbench.SectionName, svcbench.SectionName}
 
 func main() {
 	cfg := apibench.DefaultConfig()
 	rcfg := runtimebench.DefaultConfig()
 	scfg := schedbench.DefaultConfig()
 	pcfg := podbench.DefaultConfig()
+	vcfg := svcbench.DefaultConfig()
 	fs := flag.NewFlagSet("paddock-bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: paddock-bench [flags]\n\nRuns benchmarks against their floors on this machine:\n"+
 			"  B1  scheduler throughput, every binding committed, against raw etcd compare-and-swap, in one process (flags --b1-*)\n"+
 			"  B3  container start through the runtime plugin against bare runc run (flags --b3-*, --runtime-plugin, --image-archive, --runc; needs root)\n"+
 			"  B4  API creates, gets and watch fan-out against raw etcd, in one process (the other flags)\n"+
-			"  PODSTART  pod create → Running seen through a watch, scheduler and node agent with the runc plugin in one process, against bare runc run (flags --podstart-*, --runtime-plugin, --image-archive, --image, --runc; needs root)\n\nFlags:\n")
+			"  PODSTART  pod create → Running seen through a watch, scheduler and node agent with the runc plugin in one process, against bare runc run (flags --podstart-*, --runtime-plugin, --image-archive, --image, --runc; needs root)\n"+
+			"  B6  service programming latency of the nftables service proxy, change → first connection, against a bare one-rule netlink DNAT insert, in network namespaces (flags --b6-*; needs root)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	benchmarks := fs.String("benchmarks", strings.Join(allBenchmarks, ","), "comma-separated benchmarks to run")
@@ -82,6 +87,11 @@ func main() {
 	fs.IntVar(&scfg.Binders, "b1-binders", 0, "B1: the scheduler's binds in flight, and the floor's goroutines (0: the scheduler's default)")
 	fs.IntVar(&pcfg.Pods, "podstart-pods", pcfg.Pods, "PODSTART: measured sequential pod starts, and the total of the concurrent phase")
 	fs.IntVar(&pcfg.Concurrency, "podstart-concurrency", pcfg.Concurrency, "PODSTART: pod starts kept going at once in the concurrent phase")
+	b6Sizes := fs.String("b6-sizes", joinInts(vcfg.Sizes), "B6: comma-separated numbers of services the proxy's table is ramped to")
+	fs.IntVar(&vcfg.Endpoints, "b6-endpoints", vcfg.Endpoints, "B6: endpoints of every service")
+	fs.IntVar(&vcfg.Changes, "b6-changes", vcfg.Changes, "B6: timed endpoint changes per size and path, and floor inserts per size")
+	fs.IntVar(&vcfg.FirstPackets, "b6-first-packets", vcfg.FirstPackets, "B6: timed connections to the last-defined service per size")
+	fs.BoolVar(&vcfg.API, "b6-api", vcfg.API, "B6: also time the changes through an API server and the proxy's informers")
 	logLevel := fs.String("log-level", "info", "progress log level on stderr: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -96,6 +106,10 @@ func main() {
 	var err error
 	if cfg.Clients, err = parseInts(*clients); err != nil {
 		fmt.Fprintf(os.Stderr, "paddock-bench: --clients: %v\n", err)
+		os.Exit(2)
+	}
+	if vcfg.Sizes, err = parseInts(*b6Sizes); err != nil {
+		fmt.Fprintf(os.Stderr, "paddock-bench: --b6-sizes: %v\n", err)
 		os.Exit(2)
 	}
 	run, err := parseBenchmarks(*benchmarks)
@@ -117,6 +131,7 @@ func main() {
 	rcfg.DataDir, rcfg.Write, rcfg.Log, rcfg.Command = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
 	scfg.DataDir, scfg.Write, scfg.Log, scfg.Command, scfg.Procs = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command, cfg.Procs
 	pcfg.Runtime, pcfg.DataDir, pcfg.Write, pcfg.Log, pcfg.Command = rcfg.Runtime, cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
+	vcfg.DataDir, vcfg.Write, vcfg.Log, vcfg.Command = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -131,6 +146,8 @@ func main() {
 			err = apibench.Run(ctx, cfg)
 		case podbench.SectionName:
 			err = podbench.Run(ctx, pcfg)
+		case svcbench.SectionName:
+			err = svcbench.Run(ctx, vcfg)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "paddock-bench: %s: %v\n", b, err)

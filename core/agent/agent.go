@@ -25,8 +25,10 @@ type Agent struct {
 	c   *client.Client
 	log *slog.Logger
 	ctx context.Context // Run's; probes and waiters end with it
+	wg  *sync.WaitGroup // Run's; it waits for the goroutines it added
 
 	rt      *runtimes
+	net     *network // nil without a network plugin
 	pods    *client.Informer
 	classes *client.Informer
 	queue   *workqueue.Queue
@@ -82,6 +84,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.rt.host.Close()
+	if err := a.launchNetwork(ctx); err != nil {
+		return err
+	}
 	if err := a.importArchives(ctx); err != nil {
 		return err
 	}
@@ -94,7 +99,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer a.queue.ShutDown()
-	a.ctx = ctx
+	a.ctx, a.wg = ctx, &wg
 
 	rcKind, _ := api.KindFor("runtimeclasses")
 	a.classes = client.NewInformer(a.c, rcKind, "", client.ListOptions{}, a.log)
@@ -118,6 +123,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := inf.WaitSynced(ctx); err != nil {
 			return err
 		}
+	}
+	if err := a.startNetwork(ctx, &wg); err != nil {
+		return err
 	}
 	if err := a.startStreams(ctx, &wg); err != nil {
 		return err
@@ -232,6 +240,9 @@ type podState struct {
 	waiting map[string]*api.ContainerStateWaiting
 	// podWaiting is why no container can start (no sandbox, no runtime).
 	podWaiting *api.ContainerStateWaiting
+	// sandboxID and podIP: the pod's current sandbox and the IP its
+	// network namespace was given ("" without a network plugin).
+	sandboxID, podIP string
 	// pullFailures counts failed pulls per container, for back-off, and
 	// lastPullFailure says when the last one was.
 	pullFailures    map[string]int

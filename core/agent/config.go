@@ -23,6 +23,16 @@ type RuntimePlugin struct {
 	Config []byte
 }
 
+// NetworkPlugin is the network plugin the agent runs.
+type NetworkPlugin struct {
+	// Name is the plugin's name (e.g. "bridge").
+	Name string
+	// Path is the plugin binary.
+	Path string
+	// Config is the plugin's JSON configuration (empty: its defaults).
+	Config []byte
+}
+
 // Config configures an agent.
 type Config struct {
 	// Client reaches the API server; a node credential for NodeName (or
@@ -36,6 +46,20 @@ type Config struct {
 	DataDir string
 	// Runtimes are the runtime plugins to run.
 	Runtimes []RuntimePlugin
+	// Network is the network plugin that gives pods their IPs; nil: pods
+	// get a network namespace with a loopback interface only.
+	Network *NetworkPlugin
+	// ClusterNetwork is the cluster's network layout (the server's
+	// --cluster-cidr and --service-cidr); empty fields take the defaults.
+	ClusterNetwork api.NetworkConfig
+	// DNSTarget is HOST:PORT of the cluster DNS server: the service proxy
+	// sends queries to the DNS service IP there. A loopback or empty host
+	// means this node's IP (the server runs beside the agent); empty:
+	// port 1053.
+	DNSTarget string
+	// ProxyTable is the nftables table of the service proxy (default
+	// "paddock-proxy"); "off" runs no service proxy.
+	ProxyTable string
 	// StreamsListen is where the stream server (logs and exec for the API
 	// server) listens; default ":10250".
 	StreamsListen string
@@ -51,8 +75,9 @@ type Config struct {
 	Reserved api.ResourceList
 	// MaxPods caps the pods on the node (default 110).
 	MaxPods int64
-	// DNS is what pods' resolv.conf gets (servers; searches are filled in
-	// per tenant).
+	// DNSServers are the nameservers of pods' resolv.conf (searches are
+	// filled in per tenant); default with a network plugin: the cluster
+	// DNS service's IP (the 10th address of the service CIDR).
 	DNSServers []string
 	// ClusterDomain is the cluster's DNS domain (default cluster.local).
 	ClusterDomain string
@@ -130,6 +155,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StreamsListen == "" {
 		c.StreamsListen = fmt.Sprintf(":%d", streams.DefaultPort)
+	}
+	c.ClusterNetwork = c.ClusterNetwork.WithDefaults()
+	if err := c.ClusterNetwork.Validate(); err != nil {
+		return errdefs.New(errdefs.ErrInvalidArgument, err.Error())
+	}
+	if n := c.Network; n != nil {
+		if n.Name == "" || n.Path == "" {
+			return errdefs.Field(errdefs.ErrInvalidArgument, "network", fmt.Sprintf("%q=%q: want NAME=PATH", n.Name, n.Path))
+		}
+		if len(c.DNSServers) == 0 {
+			c.DNSServers = []string{c.ClusterNetwork.DNSServiceIP().String()}
+		}
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"

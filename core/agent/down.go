@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/paddock-dev/paddock/core/proxy"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 )
 
@@ -20,6 +21,10 @@ func Down(ctx context.Context, cfg Config) error {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName)}
 	if err := a.launchRuntimes(ctx); err != nil {
+		return err
+	}
+	if err := a.launchNetwork(ctx); err != nil {
+		a.rt.host.Close()
 		return err
 	}
 	var errs []error
@@ -37,12 +42,33 @@ func Down(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	errs = append(errs, err)
+	// Attachments whose sandbox no runtime knows any more.
+	for _, r := range a.loadRecords() {
+		if err := a.detachRecord(ctx, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, name := range a.rt.names() {
 		a.rt.mu.Lock()
 		inst := a.rt.byName[name]
 		a.rt.mu.Unlock()
 		if err := inst.Kill(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop plugin %s: %w", name, err))
+		}
+	}
+	if a.net != nil && cfg.ProxyTable != "off" {
+		// The service rules go with the pods.
+		p, err := proxy.New(proxy.Config{Table: cfg.ProxyTable})
+		if err == nil {
+			err = p.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove the service proxy's rules: %w", err))
+		}
+	}
+	if a.net != nil {
+		if err := a.net.inst.Kill(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop network plugin %s: %w", a.cfg.Network.Name, err))
 		}
 	}
 	errs = append(errs, a.rt.host.Close())

@@ -52,10 +52,14 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 	}); err != nil {
 		ready.Status, ready.Reason, ready.Message = "False", "RuntimeUnavailable", err.Error()
 	}
+	conditions := []api.Condition{ready}
+	if a.net != nil {
+		conditions = append(conditions, a.networkCondition(ctx))
+	}
 	return api.NodeStatus{
 		Capacity:    capacity,
 		Allocatable: alloc,
-		Conditions:  []api.Condition{ready},
+		Conditions:  conditions,
 		Addresses:   []api.NodeAddress{{Type: "InternalIP", Address: a.nodeIP}, {Type: "Hostname", Address: hostname}},
 		NodeInfo: api.NodeSystemInfo{
 			AgentVersion:    a.cfg.Version,

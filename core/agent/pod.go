@@ -118,10 +118,16 @@ func (a *Agent) teardown(ctx context.Context, f found, grace time.Duration) erro
 	if _, err := f.rc.RemoveSandbox(ctx, &runtimev1.RemoveSandboxRequest{Id: f.sb.Id}); err != nil {
 		return fmt.Errorf("remove sandbox %s: %w", f.sb.Id, err)
 	}
+	ns := a.netnsPath(f.sb.GetConfig().GetUid(), f.sb.GetConfig().GetAttempt())
 	if r, ok := a.record(f.sb.Id); ok {
+		if err := a.detachRecord(ctx, r); err != nil {
+			return err
+		}
 		a.removeNetns(r.Netns)
+	} else if err := a.detach(ctx, filepath.Base(ns), ns); err != nil {
+		return err
 	}
-	a.removeNetns(a.netnsPath(f.sb.GetConfig().GetUid(), f.sb.GetConfig().GetAttempt()))
+	a.removeNetns(ns)
 	a.dropRecord(f.sb.Id)
 	return nil
 }
@@ -216,10 +222,21 @@ func (a *Agent) runPod(ctx context.Context, key string, pod *api.Pod, mine []fou
 	}
 	if sb == nil {
 		if sb, err = a.createSandbox(ctx, pod, plugin, rc, handler, attempt); err != nil {
-			a.events.pod(pod, "Warning", "FailedCreatePodSandbox", err.Error())
-			st.podWaiting = &api.ContainerStateWaiting{Reason: "CreatePodSandboxError", Message: err.Error()}
+			reason := "CreatePodSandboxError"
+			if a.net != nil && a.nodeNetworkReady() != nil {
+				reason = "NetworkNotReady"
+			} else {
+				a.events.pod(pod, "Warning", "FailedCreatePodSandbox", err.Error())
+			}
+			st.podWaiting = &api.ContainerStateWaiting{Reason: reason, Message: err.Error()}
 			a.writeStatus(ctx, pod, st, nil)
 			return 0, err
+		}
+	}
+	if st.sandboxID != sb.Id {
+		st.sandboxID, st.podIP = sb.Id, ""
+		if r, ok := a.record(sb.Id); ok && r.Attachment != nil {
+			st.podIP = r.Attachment.IP
 		}
 	}
 	resp, err := rc.ListContainers(ctx, &runtimev1.ListContainersRequest{SandboxId: sb.Id})
@@ -282,6 +299,11 @@ func (a *Agent) createSandbox(ctx context.Context, pod *api.Pod, plugin string, 
 	if err := a.createNetns(ns); err != nil {
 		return nil, err
 	}
+	at, err := a.attach(ctx, pod, ns)
+	if err != nil {
+		a.removeNetns(ns)
+		return nil, err
+	}
 	hostname := pod.Spec.Hostname
 	if hostname == "" {
 		hostname = pod.Metadata.Name
@@ -305,11 +327,14 @@ func (a *Agent) createSandbox(ctx context.Context, pod *api.Pod, plugin string, 
 	}
 	resp, err := rc.CreateSandbox(ctx, &runtimev1.CreateSandboxRequest{Config: cfg})
 	if err != nil {
+		if derr := a.detach(ctx, filepath.Base(ns), ns); derr != nil {
+			a.log.Warn("detach the network of a sandbox not made", "pod", pod.Metadata.Tenant+"/"+pod.Metadata.Name, "error", derr)
+		}
 		a.removeNetns(ns)
 		return nil, fmt.Errorf("create sandbox: %w", err)
 	}
 	sb := resp.Sandbox
-	rec := sandboxRecord{Plugin: plugin, ID: sb.Id, Handle: sb.Handle, Pod: pod.Metadata.Tenant + "/" + pod.Metadata.Name, UID: pod.Metadata.UID, Netns: ns}
+	rec := sandboxRecord{Plugin: plugin, ID: sb.Id, Handle: sb.Handle, Pod: pod.Metadata.Tenant + "/" + pod.Metadata.Name, UID: pod.Metadata.UID, Netns: ns, Attachment: at}
 	if err := a.saveRecord(rec); err != nil {
 		a.log.Warn("record sandbox", "sandbox", sb.Id, "error", err)
 	}

@@ -113,10 +113,14 @@ func (a *Agent) offeredClasses() []string {
 func (a *Agent) pluginEvent(ev pluginhost.Event) {
 	switch ev.Type {
 	case pluginhost.EventExited:
-		a.log.Warn("runtime plugin exited; restarting it", "plugin", ev.Plugin, "pid", ev.PID)
+		a.log.Warn("plugin exited; restarting it", "plugin", ev.Plugin, "pid", ev.PID)
 	case pluginhost.EventRestartFailed:
-		a.log.Error("runtime plugin restart failed", "plugin", ev.Plugin, "error", ev.Err)
+		a.log.Error("plugin restart failed", "plugin", ev.Plugin, "error", ev.Err)
 	case pluginhost.EventRestarted:
+		if n := a.cfg.Network; n != nil && ev.Plugin == n.Name {
+			go a.networkRestarted(context.Background())
+			return
+		}
 		go func() {
 			a.recoverSandboxes(context.Background(), ev.Plugin)
 			a.resyncAll()
@@ -136,6 +140,8 @@ type sandboxRecord struct {
 	Pod    string `json:"pod"` // tenant/name
 	UID    string `json:"uid"`
 	Netns  string `json:"netns,omitempty"`
+	// Attachment is the network plugin's attachment of Netns.
+	Attachment *attachment `json:"attachment,omitempty"`
 }
 
 func (a *Agent) recordPath(id string) string {
@@ -196,6 +202,10 @@ func (a *Agent) recoverSandboxes(ctx context.Context, name string) {
 		if _, err := c.Recover(ctx, &runtimev1.RecoverRequest{Handle: r.Handle}); err != nil {
 			if errdefs.IsNotFound(err) {
 				a.log.Info("sandbox gone; dropping its record", "sandbox", r.ID, "pod", r.Pod)
+				if err := a.detachRecord(ctx, r); err != nil {
+					a.log.Warn("detach the network of a sandbox that is gone", "sandbox", r.ID, "error", err)
+					continue
+				}
 				a.removeNetns(r.Netns)
 				a.dropRecord(r.ID)
 				continue

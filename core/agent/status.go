@@ -43,6 +43,9 @@ func (a *Agent) writeStatus(ctx context.Context, pod *api.Pod, st *podState, byN
 // podStatus is the pod's status now.
 func (a *Agent) podStatus(pod *api.Pod, st *podState, byName map[string][]*runtimev1.Container) api.PodStatus {
 	s := api.PodStatus{HostIP: a.nodeIP, PodIP: pod.Status.PodIP, StartTime: st.startTime}
+	if st.podIP != "" {
+		s.PodIP = st.podIP
+	}
 	var neverRan, running, restarting, failed int
 	allReady := true
 	for i := range pod.Spec.Containers {

@@ -185,6 +185,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("kind: Secret\nmetadata: {name: s}\ndata: {k: dmFsdWU=}\n"))
 	f.Add([]byte("kind: Deployment\nmetadata: {name: d}\nspec:\n  strategy: {rollingUpdate: {maxSurge: 25%, maxUnavailable: 1}}\n"))
 	f.Add([]byte("kind: List\nitems: [{kind: ConfigMap, metadata: {name: a}}]\n---\nkind: Pod\n"))
+	f.Add([]byte("kind: NetworkPolicy\nmetadata: {name: n, tenant: t}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}, {protocol: UDP}]}]\n"))
 	f.Add([]byte("{{{"))
 	f.Add([]byte("kind: Pod\nmetadata:\n  labels: {a: [1, 2]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -85,6 +85,14 @@ func Default(obj Object) {
 				}
 			}
 		}
+	case *NetworkPolicy:
+		for i := range o.Spec.Ingress {
+			for j := range o.Spec.Ingress[i].Ports {
+				if o.Spec.Ingress[i].Ports[j].Protocol == "" {
+					o.Spec.Ingress[i].Ports[j].Protocol = ProtocolTCP
+				}
+			}
+		}
 	case *Secret:
 		if o.Type == "" {
 			o.Type = "Opaque"
@@ -220,7 +228,8 @@ func jsonEqual(a, b any) bool {
 // KeepAssigned copies into obj, a manifest about to replace cur, the fields
 // the control plane filled in when cur was created and the manifest leaves
 // empty: a pod's node, runtime class and tenant node selector, a service's
-// cluster IP and node ports. Without them the replacement would read as a
+// cluster IP and node ports (while it stays of type NodePort), a node's
+// pod CIDR. Without them the replacement would read as a
 // change of fields that may not change. The API server calls it on every
 // update, as Kubernetes keeps a service's cluster IP.
 func KeepAssigned(obj, cur Object) {
@@ -244,6 +253,10 @@ func KeepAssigned(obj, cur Object) {
 				o.Spec.NodeSelector[k] = v
 			}
 		}
+	case *Node:
+		if was, ok := cur.(*Node); ok && o.Spec.PodCIDR == "" {
+			o.Spec.PodCIDR = was.Spec.PodCIDR
+		}
 	case *Service:
 		was, ok := cur.(*Service)
 		if !ok {
@@ -251,6 +264,9 @@ func KeepAssigned(obj, cur Object) {
 		}
 		if o.Spec.ClusterIP == "" {
 			o.Spec.ClusterIP = was.Spec.ClusterIP
+		}
+		if o.Spec.Type != ServiceNodePort {
+			return
 		}
 		for i := range o.Spec.Ports {
 			p := &o.Spec.Ports[i]

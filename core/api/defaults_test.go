@@ -18,10 +18,10 @@ func TestKeepAssigned(t *testing.T) {
 		t.Errorf("KeepAssigned(pod) overwrote fields the manifest sets: %+v", explicit.Spec)
 	}
 
-	curSvc := &Service{Spec: ServiceSpec{ClusterIP: "10.96.0.9", Ports: []ServicePort{
+	curSvc := &Service{Spec: ServiceSpec{Type: ServiceNodePort, ClusterIP: "10.96.0.9", Ports: []ServicePort{
 		{Port: 80, Protocol: ProtocolTCP, NodePort: 30080}, {Port: 53, Protocol: ProtocolUDP, NodePort: 30053},
 	}}}
-	svc := &Service{Spec: ServiceSpec{Ports: []ServicePort{{Port: 53}, {Port: 80}, {Port: 53, Protocol: ProtocolUDP}, {Port: 443, NodePort: 30443}}}}
+	svc := &Service{Spec: ServiceSpec{Type: ServiceNodePort, Ports: []ServicePort{{Port: 53}, {Port: 80}, {Port: 53, Protocol: ProtocolUDP}, {Port: 443, NodePort: 30443}}}}
 	KeepAssigned(svc, curSvc)
 	var got []int32
 	for _, p := range svc.Spec.Ports {

@@ -117,6 +117,14 @@ var Kinds = []*Kind{
 		}},
 	{Kind: "Endpoints", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, TenantScoped: true,
 		newObject: func() Object { return &Endpoints{} }},
+	{Kind: "NetworkPolicy", Resource: "networkpolicies", Singular: "networkpolicy", ShortNames: []string{"netpol"}, TenantScoped: true,
+		newObject: func() Object { return &NetworkPolicy{} }},
+	{Kind: "ServiceAllocation", Resource: "serviceallocations", Singular: "serviceallocation",
+		newObject: func() Object { return &ServiceAllocation{} },
+		fields: func(o Object) map[string]string {
+			ref := o.(*ServiceAllocation).Spec.Service
+			return map[string]string{"spec.service.tenant": ref.Tenant, "spec.service.name": ref.Name}
+		}},
 	{Kind: "Secret", Resource: "secrets", Singular: "secret", TenantScoped: true,
 		newObject: func() Object { return &Secret{} },
 		fields: func(o Object) map[string]string {
@@ -206,6 +214,12 @@ func (s *Service) GetObjectMeta() *ObjectMeta { return &s.Metadata }
 
 // GetObjectMeta implements Object.
 func (e *Endpoints) GetObjectMeta() *ObjectMeta { return &e.Metadata }
+
+// GetObjectMeta implements Object.
+func (n *NetworkPolicy) GetObjectMeta() *ObjectMeta { return &n.Metadata }
+
+// GetObjectMeta implements Object.
+func (a *ServiceAllocation) GetObjectMeta() *ObjectMeta { return &a.Metadata }
 
 // GetObjectMeta implements Object.
 func (s *Secret) GetObjectMeta() *ObjectMeta { return &s.Metadata }

@@ -619,6 +619,63 @@ type ObjectReference struct {
 	UID    string `json:"uid,omitempty"`
 }
 
+// ServiceAllocation records that a cluster IP or a node port belongs to a
+// service. The API server creates it in the same transaction as the
+// service (or the update that adds a node port) and deletes it with the
+// service, so that two services never hold the same address or port,
+// whichever API server allocated them. It is cluster-scoped, named
+// "ip-ADDRESS" or "nodeport-PROTOCOL-PORT", and read-only through the API.
+type ServiceAllocation struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta            `json:"metadata"`
+	Spec     ServiceAllocationSpec `json:"spec"`
+}
+
+// ServiceAllocationSpec names the holder of an allocation.
+type ServiceAllocationSpec struct {
+	// Service is the service holding the address or port (kind, tenant,
+	// name and uid).
+	Service ObjectReference `json:"service"`
+}
+
+// ---- NetworkPolicy ---------------------------------------------------------
+
+// NetworkPolicy narrows the traffic that reaches a tenant's pods. Pods of
+// other tenants never reach them, whatever the policies say.
+type NetworkPolicy struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     NetworkPolicySpec `json:"spec"`
+}
+
+// NetworkPolicySpec selects the pods a policy protects and what may reach
+// them.
+type NetworkPolicySpec struct {
+	// PodSelector selects the pods the policy protects; empty selects all the tenant's pods.
+	PodSelector LabelSelector `json:"podSelector"`
+	// Ingress lists what may reach the selected pods; none: nothing may.
+	Ingress []NetworkPolicyIngressRule `json:"ingress,omitempty"`
+}
+
+// NetworkPolicyIngressRule allows traffic from some pods to some ports.
+type NetworkPolicyIngressRule struct {
+	// From lists the pods allowed; empty: every pod of the tenant.
+	From []NetworkPolicyPeer `json:"from,omitempty"`
+	// Ports lists the ports allowed; empty: every port.
+	Ports []NetworkPolicyPort `json:"ports,omitempty"`
+}
+
+// NetworkPolicyPeer selects pods of the policy's tenant.
+type NetworkPolicyPeer struct {
+	PodSelector LabelSelector `json:"podSelector"`
+}
+
+// NetworkPolicyPort is a port (or every port) of a protocol.
+type NetworkPolicyPort struct {
+	Protocol Protocol `json:"protocol,omitempty"` // default TCP
+	Port     int32    `json:"port,omitempty"`     // 0: every port of the protocol
+}
+
 // ---- Secret, ConfigMap, Event ----------------------------------------------
 
 // Secret holds sensitive data for a tenant's pods. Data values are base64

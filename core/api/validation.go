@@ -42,6 +42,13 @@ func (p *problems) required(field, value string) bool {
 	return true
 }
 
+// port checks a TCP or UDP port number.
+func (p *problems) port(field string, port int32) {
+	if port < 1 || port > 65535 {
+		p.add(field, "invalid port %d: want 1-65535", port)
+	}
+}
+
 func (p *problems) oneOf(field, value string, valid ...string) {
 	if !slices.Contains(valid, value) {
 		p.add(field, "unsupported value %q: want one of %s", value, strings.Join(valid, ", "))
@@ -95,6 +102,14 @@ func Validate(obj Object) error {
 		validateService(&p, o)
 	case *Endpoints:
 		validateEndpoints(&p, o)
+	case *NetworkPolicy:
+		validateNetworkPolicy(&p, o)
+	case *ServiceAllocation:
+		r := o.Spec.Service
+		p.oneOf("spec.service.kind", r.Kind, "Service")
+		p.required("spec.service.tenant", r.Tenant)
+		p.required("spec.service.name", r.Name)
+		p.required("spec.service.uid", r.UID)
 	case *Secret:
 		validateData(&p, "data", len(o.Data), func(yield func(string, int) bool) {
 			for k, v := range o.Data {
@@ -247,9 +262,7 @@ func validateNode(p *problems, n *Node) {
 	validateResourceList(p, "status.capacity", n.Status.Capacity, true)
 	validateResourceList(p, "status.allocatable", n.Status.Allocatable, true)
 	if e := n.Status.DaemonEndpoint; e != (NodeDaemonEndpoint{}) {
-		if e.Port < 1 || e.Port > 65535 {
-			p.add("status.daemonEndpoint.port", "invalid port %d: want 1-65535", e.Port)
-		}
+		p.port("status.daemonEndpoint.port", e.Port)
 		if !sha256HexRe.MatchString(e.CertSHA256) {
 			p.add("status.daemonEndpoint.certSHA256", "invalid fingerprint %q: want the certificate's SHA-256 as 64 lower-case hex digits", e.CertSHA256)
 		}
@@ -519,11 +532,12 @@ func validateService(p *problems, s *Service) {
 			p.add(f+".port", "duplicate port %s", key)
 		}
 		seen[key] = true
+		// The API server checks node ports against its configured range.
 		if port.NodePort != 0 {
 			if s.Spec.Type != ServiceNodePort {
 				p.add(f+".nodePort", "may be set only for type NodePort")
-			} else if port.NodePort < 30000 || port.NodePort > 32767 {
-				p.add(f+".nodePort", "invalid value %d: want a port in 30000-32767", port.NodePort)
+			} else {
+				p.port(f+".nodePort", port.NodePort)
 			}
 		}
 	}
@@ -541,6 +555,23 @@ func validateEndpoints(p *problems, e *Endpoints) {
 		}
 		for k, port := range s.Ports {
 			p.addAll(fmt.Sprintf("subsets[%d].ports[%d].port", i, k), fmt.Sprint(port.Port), IsPortNumber(port.Port))
+		}
+	}
+}
+
+func validateNetworkPolicy(p *problems, n *NetworkPolicy) {
+	validateLabels(p, "spec.podSelector.matchLabels", n.Spec.PodSelector.MatchLabels)
+	for i, rule := range n.Spec.Ingress {
+		f := fmt.Sprintf("spec.ingress[%d]", i)
+		for j, peer := range rule.From {
+			validateLabels(p, fmt.Sprintf("%s.from[%d].podSelector.matchLabels", f, j), peer.PodSelector.MatchLabels)
+		}
+		for j, port := range rule.Ports {
+			pf := fmt.Sprintf("%s.ports[%d]", f, j)
+			p.oneOf(pf+".protocol", string(port.Protocol), string(ProtocolTCP), string(ProtocolUDP))
+			if port.Port != 0 {
+				p.port(pf+".port", port.Port)
+			}
 		}
 	}
 }
@@ -584,6 +615,10 @@ func ValidateUpdate(obj, old Object) error {
 		a.Spec.NodeName = b.Spec.NodeName
 		if !jsonEqual(a.Spec, b.Spec) {
 			p.add("spec", "a pod's spec may not change except containers[*].image; delete and re-create the pod, or use a Deployment")
+		}
+	case *Node:
+		if was := old.(*Node).Spec.PodCIDR; was != "" && o.Spec.PodCIDR != was {
+			p.add("spec.podCIDR", "immutable once set (was %q): delete and re-register the node to give it another range", was)
 		}
 	case *Token:
 		if !jsonEqual(o.Spec, old.(*Token).Spec) {

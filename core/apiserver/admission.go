@@ -50,6 +50,9 @@ func (s *Server) create(ctx context.Context, u *User, req *Request, obj api.Obje
 	if err := checkNodeName(u, obj, nil); err != nil {
 		return nil, err
 	}
+	if err := checkPodCIDR(u, obj, nil); err != nil {
+		return nil, err
+	}
 	api.Default(obj)
 	if err := api.Validate(obj); err != nil {
 		return nil, err
@@ -61,6 +64,8 @@ func (s *Server) create(ctx context.Context, u *User, req *Request, obj api.Obje
 		}
 	case *api.Pod:
 		return s.createPod(ctx, o)
+	case *api.Service:
+		return s.createService(ctx, u, o)
 	case *api.Deployment:
 		if err := s.admitTemplate(ctx, m.Tenant, &o.Spec.Template.Spec); err != nil {
 			return nil, err
@@ -301,6 +306,9 @@ func (s *Server) update(ctx context.Context, u *User, req *Request, obj api.Obje
 	if req.Kind == podKind && req.Subresource == "status" {
 		return s.updatePodStatus(ctx, u, req, obj.(*api.Pod))
 	}
+	if svc, ok := obj.(*api.Service); ok {
+		return s.updateService(ctx, u, req, svc)
+	}
 	wantRV := obj.GetObjectMeta().ResourceVersion
 	if req.Subresource == "" {
 		api.Default(obj)
@@ -314,6 +322,11 @@ func (s *Server) update(ctx context.Context, u *User, req *Request, obj api.Obje
 		if wantRV != "" && wantRV != cur.GetObjectMeta().ResourceVersion {
 			return nil, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("%s %q was changed by someone else (resourceVersion %s, you sent %s): read it again and retry",
 				req.Kind.Singular, req.Name, cur.GetObjectMeta().ResourceVersion, wantRV))
+		}
+		if req.Subresource == "" {
+			if err := checkPodCIDR(u, obj, cur); err != nil {
+				return nil, err
+			}
 		}
 		next, err := s.merge(ctx, req, cur, obj)
 		if err != nil {
@@ -412,7 +425,8 @@ func (s *Server) updatePodStatus(ctx context.Context, u *User, req *Request, sen
 }
 
 // delete removes an object: a pod leaves its tenant's quota in the same
-// transaction, and a tenant takes everything in it along.
+// transaction, a service releases its cluster IP and node ports, and a
+// tenant takes everything in it along.
 func (s *Server) delete(ctx context.Context, u *User, req *Request) (api.Object, error) {
 	rv, err := store.ParseResourceVersion(req.Query.Get("resourceVersion"))
 	if err != nil {
@@ -428,12 +442,14 @@ func (s *Server) delete(ctx context.Context, u *User, req *Request) (api.Object,
 		return s.deletePod(ctx, u, req, rv)
 	case tenantKind:
 		return s.deleteTenant(ctx, req.Name, rv)
+	case serviceKind:
+		return s.deleteService(ctx, req, rv)
 	}
 	return s.store.Delete(ctx, req.Kind, req.Tenant, req.Name, rv)
 }
 
-// deleteTenant deletes a tenant with every object and token in it, in one
-// transaction.
+// deleteTenant deletes a tenant with every object and token in it and
+// its services' allocations, in one transaction.
 func (s *Server) deleteTenant(ctx context.Context, name string, rv int64) (api.Object, error) {
 	cur, err := s.store.Get(ctx, tenantKind, "", name)
 	if err != nil {
@@ -459,6 +475,11 @@ func (s *Server) deleteTenant(ctx context.Context, name string, rv int64) (api.O
 	for _, t := range tokens.Items {
 		ops = append(ops, store.OpDelete(tokenKind, "", t.GetObjectMeta().Name, 0))
 	}
+	allocs, err := s.tenantAllocations(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, allocs...)
 	if _, err := s.store.Commit(ctx, ops...); err != nil {
 		return nil, err
 	}

@@ -65,6 +65,9 @@ func authorize(u *User, r *Request) error {
 		return authorizeBinding(u, r)
 	}
 	read := slices.Contains(readVerbs, r.Verb)
+	if r.Kind == allocKind && !read {
+		return forbidden(u, r, "service allocations are kept by the API server as services are created, changed and deleted")
+	}
 	switch u.Role {
 	case api.RoleClusterAdmin:
 		return nil
@@ -88,6 +91,9 @@ func authorize(u *User, r *Request) error {
 		}
 		if u.Role == api.RoleView && k.Resource == "secrets" {
 			return forbidden(u, r, "role view may not read secrets")
+		}
+		if k.Resource == "endpoints" && !read {
+			return forbidden(u, r, "endpoints are kept by the control plane from the services' selectors and the pods")
 		}
 		return nil
 	}
@@ -149,9 +155,9 @@ func authorizeNode(u *User, r *Request, read bool) error {
 		if r.Verb == VerbGet && r.Name != "" {
 			return nil // only those its pods use: Server.nodeMayRead
 		}
-	case "runtimeclasses", "services", "endpoints":
+	case "runtimeclasses", "services", "endpoints", "networkpolicies":
 		if read {
-			return nil
+			return nil // a node's proxy and network plugin need every tenant's
 		}
 	case "leases":
 		if r.Verb == VerbCreate || (r.Name == api.NodeLeaseName(u.Node) && r.Verb != VerbDelete) {
@@ -198,6 +204,27 @@ func authorizeObject(u *User, r *Request, obj api.Object) error {
 		if t.Spec.Role != api.RoleAdmin && t.Spec.Role != api.RoleEdit && t.Spec.Role != api.RoleView {
 			return forbidden(u, r, "a tenant admin issues only admin, edit and view tokens")
 		}
+	}
+	return nil
+}
+
+// checkPodCIDR refuses a node's own credential setting or changing its
+// Node's spec.podCIDR: the control plane hands out the ranges, and a node
+// that picked its own could take another node's pods' addresses. obj is
+// the object sent (an empty pod CIDR keeps the stored one), cur the
+// stored Node, nil for a create.
+func checkPodCIDR(u *User, obj, cur api.Object) error {
+	n, ok := obj.(*api.Node)
+	if !ok || u.Role != api.RoleNode {
+		return nil
+	}
+	was := ""
+	if c, ok := cur.(*api.Node); ok {
+		was = c.Spec.PodCIDR
+	}
+	if n.Spec.PodCIDR != "" && n.Spec.PodCIDR != was {
+		return errdefs.Field(errdefs.ErrPermissionDenied, "spec.podCIDR",
+			fmt.Sprintf("%s may not set its pod CIDR: the control plane allocates it from the cluster CIDR", u))
 	}
 	return nil
 }

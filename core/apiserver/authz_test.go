@@ -138,6 +138,39 @@ func TestAuthorize(t *testing.T) {
 		{node, "PUT", "/api/v1/leases/paddock-controllers", false},
 		{node, "DELETE", "/api/v1/leases/node-n1", false},
 		{node, "GET", "/api/v1/leases", false},
+
+		// Networking: nodes read every tenant's services, endpoints and
+		// policies; tenants write their services and policies; endpoints
+		// are the control plane's; allocations are the API server's.
+		{node, "GET", "/api/v1/services", true},
+		{node, "GET", "/api/v1/endpoints?watch=true", true},
+		{node, "GET", "/api/v1/networkpolicies", true},
+		{node, "GET", "/api/v1/networkpolicies?watch=true", true},
+		{node, "GET", "/api/v1/tenants/acme/networkpolicies/p", true},
+		{node, "POST", "/api/v1/tenants/acme/services", false},
+		{node, "PUT", "/api/v1/tenants/acme/endpoints/web", false},
+		{node, "POST", "/api/v1/tenants/acme/networkpolicies", false},
+		{node, "DELETE", "/api/v1/tenants/acme/networkpolicies/p", false},
+		{node, "GET", "/api/v1/serviceallocations", false},
+		{acmeAdmin, "POST", "/api/v1/tenants/acme/services", true},
+		{acmeAdmin, "POST", "/api/v1/tenants/acme/networkpolicies", true},
+		{acmeEdit, "PUT", "/api/v1/tenants/acme/services/web", true},
+		{acmeEdit, "DELETE", "/api/v1/tenants/acme/networkpolicies/p", true},
+		{acmeEdit, "POST", "/api/v1/tenants/other/networkpolicies", false},
+		{acmeEdit, "GET", "/api/v1/networkpolicies", false},
+		{acmeEdit, "GET", "/api/v1/tenants/acme/endpoints", true},
+		{acmeEdit, "POST", "/api/v1/tenants/acme/endpoints", false},
+		{acmeAdmin, "PUT", "/api/v1/tenants/acme/endpoints/web", false},
+		{acmeAdmin, "DELETE", "/api/v1/tenants/acme/endpoints/web", false},
+		{acmeView, "GET", "/api/v1/tenants/acme/networkpolicies", true},
+		{acmeView, "GET", "/api/v1/tenants/acme/services/web", true},
+		{acmeView, "POST", "/api/v1/tenants/acme/networkpolicies", false},
+		{acmeView, "PUT", "/api/v1/tenants/acme/services/web", false},
+		{acmeAdmin, "GET", "/api/v1/serviceallocations", false},
+		{admin, "GET", "/api/v1/serviceallocations", true},
+		{admin, "POST", "/api/v1/serviceallocations", false},
+		{admin, "DELETE", "/api/v1/serviceallocations/ip-10.96.0.1", false},
+		{admin, "PUT", "/api/v1/tenants/acme/endpoints/web", true},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.user.Role)+" "+tc.method+" "+tc.target, func(t *testing.T) {
@@ -147,6 +180,39 @@ func TestAuthorize(t *testing.T) {
 			}
 			if !tc.allow && !errors.Is(err, errdefs.ErrPermissionDenied) {
 				t.Errorf("authorize = %v, want permission denied", err)
+			}
+		})
+	}
+}
+
+func TestCheckPodCIDR(t *testing.T) {
+	node := &User{Name: "n", Role: api.RoleNode, Node: "n1"}
+	admin := &User{Name: "a", Role: api.RoleClusterAdmin}
+	unset := &api.Node{Metadata: api.ObjectMeta{Name: "n1"}}
+	set := &api.Node{Metadata: api.ObjectMeta{Name: "n1"}, Spec: api.NodeSpec{PodCIDR: "10.244.1.0/24"}}
+	other := &api.Node{Metadata: api.ObjectMeta{Name: "n1"}, Spec: api.NodeSpec{PodCIDR: "10.244.2.0/24"}}
+	cases := []struct {
+		name     string
+		user     *User
+		obj, cur api.Object
+		allow    bool
+	}{
+		{"node registers without a range", node, unset, nil, true},
+		{"node registers with a range", node, set, nil, false},
+		{"node picks its range", node, set, unset, false},
+		{"node changes its range", node, other, set, false},
+		{"node keeps its range", node, set, set, true},
+		{"node sends no range", node, unset, set, true},
+		{"admin sets a range", admin, set, unset, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkPodCIDR(tc.user, tc.obj, tc.cur)
+			if tc.allow && err != nil {
+				t.Errorf("checkPodCIDR = %v, want allowed", err)
+			}
+			if !tc.allow && (!errors.Is(err, errdefs.ErrPermissionDenied) || errdefs.FieldOf(err) != "spec.podCIDR") {
+				t.Errorf("checkPodCIDR = %v, want permission denied on spec.podCIDR", err)
 			}
 		})
 	}

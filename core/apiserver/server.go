@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -41,6 +42,10 @@ type Config struct {
 	// stream endpoints for pods/log and pods/exec (issued by the cluster
 	// CA to pki.APIServerClientName). Without it those answer 503.
 	AgentClientCert *tls.Certificate
+	// Network is the cluster's network layout: cluster IPs come from its
+	// service CIDR, node ports from its node port range. Empty fields take
+	// the defaults (api.NetworkConfig.WithDefaults).
+	Network api.NetworkConfig
 }
 
 // Server is the API server.
@@ -51,6 +56,7 @@ type Server struct {
 	authn   *authenticator
 	audit   *auditLog
 	metrics *metrics
+	alloc   *allocator
 	handler http.Handler
 
 	// quotaLocks serialises quota-counted writes per tenant inside this
@@ -73,6 +79,7 @@ func New(cfg Config) *Server {
 		authn:      newAuthenticator(cfg.Store, cfg.Log),
 		audit:      newAuditLog(cfg.Audit),
 		metrics:    newMetrics(),
+		alloc:      newAllocator(cfg.Store, cfg.Network),
 		quotaLocks: map[string]*sync.Mutex{},
 	}
 	s.handler = s.routes()

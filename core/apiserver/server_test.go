@@ -19,6 +19,28 @@ import (
 // other roles.
 func testServer(t *testing.T) (*client.Client, func(role api.Role, tenant, node string) *client.Client) {
 	t.Helper()
+	mks, _ := testServers(t, 1, nil)
+	mk := mks[0]
+	admin := mk(api.RoleClusterAdmin, "", "")
+	for _, rc := range []*api.RuntimeClass{
+		{Metadata: api.ObjectMeta{Name: "runc"}, Spec: api.RuntimeClassSpec{Plugin: "runc", Isolation: api.IsolationNamespace}},
+		{Metadata: api.ObjectMeta{Name: "gvisor"}, Spec: api.RuntimeClassSpec{Plugin: "runsc", Isolation: api.IsolationUserspaceKernel}},
+	} {
+		if _, err := admin.Create(t.Context(), rc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return admin, mk
+}
+
+// clientMaker makes a client with a new token of a role.
+type clientMaker func(role api.Role, tenant, node string) *client.Client
+
+// testServers runs n API servers (as n server processes would) on one
+// real embedded etcd, each configured by mutate when set, and returns for
+// each a function making clients of it, and the store.
+func testServers(t *testing.T, n int, mutate func(*Config)) ([]clientMaker, *store.Store) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{Dir: t.TempDir()})
@@ -28,34 +50,31 @@ func testServer(t *testing.T) (*client.Client, func(role api.Role, tenant, node 
 	t.Cleanup(func() { e.Close() })
 	st := store.New(e.Client())
 	st.ShareWatches(ctx, nil)
-	srv := New(Config{Store: st})
-	go srv.RunCaches(ctx)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-
-	mk := func(role api.Role, tenant, node string) *client.Client {
-		t.Helper()
-		id, secret := NewTokenSecret()
-		tok := &api.Token{Metadata: api.ObjectMeta{Name: id}, Spec: api.TokenSpec{Role: role, Tenant: tenant, Node: node}, Status: api.TokenStatus{SecretHash: HashSecret(secret)}}
-		if _, err := st.Create(ctx, tok); err != nil {
-			t.Fatal(err)
+	makers := make([]clientMaker, n)
+	for i := range makers {
+		cfg := Config{Store: st}
+		if mutate != nil {
+			mutate(&cfg)
 		}
-		c, err := client.New(&client.Config{Server: hs.URL, Token: id + "." + secret, Tenant: tenant})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	admin := mk(api.RoleClusterAdmin, "", "")
-	for _, rc := range []*api.RuntimeClass{
-		{Metadata: api.ObjectMeta{Name: "runc"}, Spec: api.RuntimeClassSpec{Plugin: "runc", Isolation: api.IsolationNamespace}},
-		{Metadata: api.ObjectMeta{Name: "gvisor"}, Spec: api.RuntimeClassSpec{Plugin: "runsc", Isolation: api.IsolationUserspaceKernel}},
-	} {
-		if _, err := admin.Create(ctx, rc); err != nil {
-			t.Fatal(err)
+		srv := New(cfg)
+		go srv.RunCaches(ctx)
+		hs := httptest.NewServer(srv.Handler())
+		t.Cleanup(hs.Close)
+		makers[i] = func(role api.Role, tenant, node string) *client.Client {
+			t.Helper()
+			id, secret := NewTokenSecret()
+			tok := &api.Token{Metadata: api.ObjectMeta{Name: id}, Spec: api.TokenSpec{Role: role, Tenant: tenant, Node: node}, Status: api.TokenStatus{SecretHash: HashSecret(secret)}}
+			if _, err := st.Create(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			c, err := client.New(&client.Config{Server: hs.URL, Token: id + "." + secret, Tenant: tenant})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
 		}
 	}
-	return admin, mk
+	return makers, st
 }
 
 func newPod(tenant, name string) *api.Pod {

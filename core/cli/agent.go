@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,16 +27,29 @@ type agentFlags struct {
 	maxPods        int64
 	streamsListen  string
 	reserved       string
+	network        string
+	networkConfig  string
+	clusterCIDR    string
+	serviceCIDR    string
+	clusterDNS     []string
+	dnsTarget      string
 }
 
-// register adds the flags; up and down take the data directory from
-// their own --data-dir.
-func (f *agentFlags) register(cmd *cobra.Command, withDataDir bool) {
+// register adds the flags. standalone is for `paddock agent`; up and
+// down take the data directory from their own --data-dir, and up the
+// cluster's ranges from the server's flags.
+func (f *agentFlags) register(cmd *cobra.Command, standalone bool) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeName, "node-name", defaultNodeName(), "name of this node")
-	if withDataDir {
+	if standalone {
 		fl.StringVar(&f.dataDir, "data-dir", agent.DefaultDataDir, "directory for the agent's state (plugins, sandboxes, network namespaces, import/)")
+		fl.StringVar(&f.clusterCIDR, "cluster-cidr", api.DefaultClusterCIDR, "the cluster's pod range: the server's --cluster-cidr")
+		fl.StringVar(&f.serviceCIDR, "service-cidr", api.DefaultServiceCIDR, "the cluster's service range: the server's --service-cidr")
+		fl.StringVar(&f.dnsTarget, "dns-target", "", "HOST:PORT of the cluster DNS server, where the service proxy sends queries to the DNS service IP (default: the API server's host, port 1053)")
 	}
+	fl.StringVar(&f.network, "network", defaultPlugin("bridge", "paddock-net-bridge"), `network plugin NAME=PATH, or "none" for pods with a loopback interface only`)
+	fl.StringVar(&f.networkConfig, "network-config", "", "configuration of the network plugin, a JSON file")
+	fl.StringSliceVar(&f.clusterDNS, "cluster-dns", nil, "nameservers of pods' resolv.conf (default: the cluster DNS service IP, the 10th address of the service range)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "address reported as the node's InternalIP (default: the first global IPv4 address)")
 	fl.StringArrayVar(&f.runtimes, "runtime", nil, "runtime plugin NAME=PATH, repeatable (default: runc=paddock-runtime-runc next to this binary)")
 	fl.StringArrayVar(&f.runtimeConfigs, "runtime-config", nil, "configuration of a runtime plugin, NAME=FILE (JSON), repeatable")
@@ -59,12 +73,16 @@ func defaultNodeName() string {
 }
 
 // defaultRuntime is the runc plugin next to the running binary.
-func defaultRuntime() string {
+func defaultRuntime() string { return defaultPlugin("runc", "paddock-runtime-runc") }
+
+// defaultPlugin is NAME=PATH of the plugin binary next to the running
+// binary.
+func defaultPlugin(name, binary string) string {
 	exe, err := os.Executable()
 	if err != nil {
-		return "runc=paddock-runtime-runc"
+		return name + "=" + binary
 	}
-	return "runc=" + filepath.Join(filepath.Dir(exe), "paddock-runtime-runc")
+	return name + "=" + filepath.Join(filepath.Dir(exe), binary)
 }
 
 // config turns the flags into an agent config (without a client).
@@ -98,6 +116,38 @@ func (f *agentFlags) config(g *globals, logFormat, logLevel string) (agent.Confi
 		}
 		cfg.Runtimes[i].Config = b
 	}
+	if f.network != "none" && f.network != "" {
+		name, path, ok := strings.Cut(f.network, "=")
+		if !ok || name == "" || path == "" {
+			return cfg, fmt.Errorf(`--network %q: want NAME=PATH, e.g. bridge=/usr/local/bin/paddock-net-bridge, or "none"`, f.network)
+		}
+		cfg.Network = &agent.NetworkPlugin{Name: name, Path: path}
+		if f.networkConfig != "" {
+			b, err := os.ReadFile(f.networkConfig)
+			if err != nil {
+				return cfg, fmt.Errorf("--network-config: %w", err)
+			}
+			cfg.Network.Config = b
+		}
+	} else if f.networkConfig != "" {
+		return cfg, errors.New(`--network-config: there is no network plugin (--network none)`)
+	}
+	cfg.ClusterNetwork = api.NetworkConfig{ClusterCIDR: f.clusterCIDR, ServiceCIDR: f.serviceCIDR}.WithDefaults()
+	if err := cfg.ClusterNetwork.Validate(); err != nil {
+		return cfg, err
+	}
+	for _, ip := range f.clusterDNS {
+		if net.ParseIP(ip) == nil {
+			return cfg, fmt.Errorf("--cluster-dns %q: want an IP address such as 10.96.0.10", ip)
+		}
+	}
+	cfg.DNSServers = f.clusterDNS
+	if f.dnsTarget != "" {
+		if _, _, err := net.SplitHostPort(f.dnsTarget); err != nil {
+			return cfg, fmt.Errorf("--dns-target %q: want HOST:PORT such as 192.168.1.10:1053", f.dnsTarget)
+		}
+	}
+	cfg.DNSTarget = f.dnsTarget
 	if len(f.labels) > 0 {
 		cfg.Labels = map[string]string{}
 		for _, l := range f.labels {

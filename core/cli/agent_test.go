@@ -26,6 +26,13 @@ func TestAgentFlags(t *testing.T) {
 		{agentFlags{maxPods: 1, reserved: "gpu=1"}, "--reserved \"gpu=1\""},
 		{agentFlags{maxPods: 1, reserved: "cpu=lots"}, "--reserved cpu: \"lots\" is not a quantity"},
 		{agentFlags{maxPods: 0}, "--max-pods 0"},
+		{agentFlags{maxPods: 1, network: "bridge"}, `--network "bridge": want NAME=PATH`},
+		{agentFlags{maxPods: 1, network: "none", networkConfig: "/f"}, "--network-config: there is no network plugin"},
+		{agentFlags{maxPods: 1, network: "bridge=/p", networkConfig: "/no/such/file"}, "--network-config: open /no/such/file"},
+		{agentFlags{maxPods: 1, clusterCIDR: "10.244.0.0/33"}, "--cluster-cidr"},
+		{agentFlags{maxPods: 1, serviceCIDR: "10.244.0.0/16"}, "overlaps --cluster-cidr"},
+		{agentFlags{maxPods: 1, clusterDNS: []string{"dns.example"}}, `--cluster-dns "dns.example": want an IP address`},
+		{agentFlags{maxPods: 1, dnsTarget: "10.0.0.1"}, `--dns-target "10.0.0.1": want HOST:PORT`},
 		{agentFlags{maxPods: 1}, ""},
 	} {
 		_, err := tc.f.config(g, "text", "info")

@@ -219,6 +219,16 @@ var tables = map[string]tableDef{
 		col("ENDPOINTS", func(e *api.Endpoints) string { return endpointsString(e.Subsets, 3) }),
 		ageColumn,
 	}},
+	"networkpolicies": {columns: []column{
+		nameColumn,
+		col("POD-SELECTOR", func(n *api.NetworkPolicy) string {
+			if len(n.Spec.PodSelector.MatchLabels) == 0 {
+				return "<all>" // an empty selector protects every pod of the tenant
+			}
+			return labelsString(n.Spec.PodSelector.MatchLabels)
+		}),
+		ageColumn,
+	}},
 	"secrets": {columns: []column{
 		nameColumn,
 		col("TYPE", func(s *api.Secret) string { return cmp.Or(s.Type, "Opaque") }),

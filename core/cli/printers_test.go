@@ -346,6 +346,41 @@ func TestTablePrinter(t *testing.T) {
 				"db     ClusterIP   <none>       5432/TCP                     90s\n",
 		},
 		{
+			name: "endpoints",
+			kind: "ep",
+			objs: []api.Object{
+				&api.Endpoints{
+					Metadata: api.ObjectMeta{Name: "web", CreationTimestamp: ago(90 * time.Second)},
+					Subsets: []api.EndpointSubset{{
+						Addresses:         []api.EndpointAddress{{IP: "10.244.0.5"}, {IP: "10.244.1.7"}},
+						NotReadyAddresses: []api.EndpointAddress{{IP: "10.244.0.9"}},
+						Ports:             []api.EndpointPort{{Port: 8080}},
+					}},
+				},
+				&api.Endpoints{Metadata: api.ObjectMeta{Name: "idle", CreationTimestamp: ago(90 * time.Second)}},
+			},
+			want: "" +
+				"NAME   ENDPOINTS                         AGE\n" +
+				"web    10.244.0.5:8080,10.244.1.7:8080   90s\n" +
+				"idle   <none>                            90s\n",
+		},
+		{
+			name: "network policies",
+			kind: "netpol",
+			objs: []api.Object{
+				&api.NetworkPolicy{
+					Metadata: api.ObjectMeta{Name: "db-from-web", CreationTimestamp: ago(3 * time.Minute)},
+					Spec: api.NetworkPolicySpec{PodSelector: api.LabelSelector{MatchLabels: map[string]string{"tier": "db", "app": "shop"}},
+						Ingress: []api.NetworkPolicyIngressRule{{Ports: []api.NetworkPolicyPort{{Port: 5432}}}}},
+				},
+				&api.NetworkPolicy{Metadata: api.ObjectMeta{Name: "deny-all", CreationTimestamp: ago(3 * time.Minute)}},
+			},
+			want: "" +
+				"NAME          POD-SELECTOR       AGE\n" +
+				"db-from-web   app=shop,tier=db   3m\n" +
+				"deny-all      <all>              3m\n",
+		},
+		{
 			name: "events sorted by last seen",
 			kind: "events",
 			objs: []api.Object{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/agent"
+	"github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/controller"
+	"github.com/paddock-dev/paddock/core/dns"
 	"github.com/paddock-dev/paddock/core/server"
 	"github.com/paddock-dev/paddock/core/store"
 	"github.com/spf13/cobra"
@@ -49,6 +52,13 @@ func (f *serverFlags) register(cmd *cobra.Command, listen string) {
 	fl.BoolVar(&f.cfg.Controllers.Enabled, "controllers", true, "run the controllers (deployments, replica sets, garbage collection, node lifecycle); with several servers one leads")
 	fl.DurationVar(&f.cfg.Controllers.NodeMonitorGracePeriod, "node-monitor-grace-period", controller.DefaultNodeMonitorGracePeriod, "mark a node Ready=Unknown when its agent has not renewed its lease for this long")
 	fl.DurationVar(&f.cfg.Controllers.PodEvictionTimeout, "pod-eviction-timeout", controller.DefaultPodEvictionTimeout, "delete the pods of a node that has been Ready=Unknown for this long, so that they are replaced")
+	fl.StringVar(&f.cfg.Network.ClusterCIDR, "cluster-cidr", api.DefaultClusterCIDR, "IPv4 range pod IPs come from; each node gets a slice of it")
+	fl.IntVar(&f.cfg.Network.NodeCIDRMaskSize, "node-cidr-mask-size", api.DefaultNodeCIDRMaskSize, "prefix length of each node's slice of --cluster-cidr (24: 254 pods per node)")
+	fl.StringVar(&f.cfg.Network.ServiceCIDR, "service-cidr", api.DefaultServiceCIDR, "IPv4 range services' cluster IPs come from; its 10th address is the cluster DNS service's")
+	fl.StringVar(&f.cfg.Network.NodePortRange, "service-node-port-range", api.DefaultNodePortRange, "ports NodePort services are given on every node, FIRST-LAST")
+	fl.StringVar(&f.cfg.DNS.Listen, "dns-listen", ":1053", `UDP and TCP address of the cluster DNS server (HOST:PORT); "off" for none`)
+	fl.StringVar(&f.cfg.DNS.Domain, "cluster-domain", dns.DefaultDomain, "the cluster's DNS domain: services are SVC.TENANT.svc.DOMAIN")
+	fl.StringSliceVar(&f.cfg.DNS.Upstreams, "dns-upstream", nil, "IP:PORT of name servers for names outside the cluster domain, comma-separated (default: the nameservers of /etc/resolv.conf)")
 	fl.StringVar(&f.schedulerConfig, "scheduler-config", "", `JSON file tuning the scheduler: {"scoreWeights":{"LeastAllocated":1,...},"percentageOfNodesToScore":0,"minFeasibleNodesToFind":100}`)
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -63,6 +73,9 @@ func (f *serverFlags) complete(g *globals) error {
 		if d.v <= 0 {
 			return fmt.Errorf("%s %s: want a positive duration such as 40s or 5m", d.flag, d.v)
 		}
+	}
+	if err := f.cfg.Network.Validate(); err != nil {
+		return err
 	}
 	if f.schedulerConfig != "" {
 		sc, err := server.LoadSchedulerConfig(f.schedulerConfig)
@@ -125,6 +138,7 @@ running; the next 'paddock up' picks them up. 'paddock down' stops them.`,
 			if err != nil {
 				return err
 			}
+			upAgentNetwork(&acfg, f.cfg)
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			start := time.Now()
@@ -162,6 +176,18 @@ running; the next 'paddock up' picks them up. 'paddock down' stops them.`,
 	f.register(cmd, "127.0.0.1:6443")
 	af.register(cmd, false)
 	return cmd
+}
+
+// upAgentNetwork gives the all-in-one cluster's agent the server's
+// network layout and DNS server.
+func upAgentNetwork(acfg *agent.Config, cfg server.Config) {
+	acfg.ClusterNetwork = cfg.Network
+	acfg.ClusterDomain = cfg.DNS.Domain
+	if _, port, err := net.SplitHostPort(cfg.DNS.Listen); err == nil {
+		// The server listens beside the agent: the agent puts in the
+		// node's address pods reach.
+		acfg.DNSTarget = net.JoinHostPort("127.0.0.1", port)
+	}
 }
 
 // runUpAgent runs the all-in-one cluster's node agent until ctx ends.

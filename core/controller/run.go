@@ -57,6 +57,11 @@ type Config struct {
 	// Scheduler configures the scheduling loop.
 	Scheduler SchedulerConfig
 
+	// Network is the cluster's network layout: nodes' pod CIDRs are
+	// allocated from its cluster CIDR. Empty fields take the defaults
+	// (api.NetworkConfig.WithDefaults).
+	Network api.NetworkConfig
+
 	// LeadingChanged, when set, is told when this process starts (true)
 	// and stops (false) leading.
 	LeadingChanged func(leading bool)
@@ -98,6 +103,10 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if _, err := out.Scheduler.withDefaults(); err != nil {
 		return out, err
+	}
+	out.Network = out.Network.WithDefaults()
+	if err := out.Network.Validate(); err != nil {
+		return out, fmt.Errorf("controller: network: %w", err)
 	}
 	if out.RenewPeriod >= out.RenewDeadline {
 		return out, fmt.Errorf("controller: RenewPeriod %s must be shorter than RenewDeadline %s", out.RenewPeriod, out.RenewDeadline)
@@ -142,6 +151,8 @@ func runControllers(ctx context.Context, c Config) {
 		newDeploymentController(c.Client, inf, c.Workers, c.Log),
 		newGarbageCollector(c.Client, inf, c.Workers, c.Log),
 		newNodeLifecycleController(c.Client, inf, c.NodeMonitorGracePeriod, c.PodEvictionTimeout, c.Log),
+		newNodeIPAMController(c.Client, inf, c.Network, c.Log),
+		newEndpointsController(c.Client, inf, c.Workers, c.Log),
 		sched,
 	}
 	var wg sync.WaitGroup
@@ -168,6 +179,9 @@ var (
 	nodeKind   = mustKind(&api.Node{})
 	tenantKind = mustKind(&api.Tenant{})
 	leaseKind  = mustKind(&api.Lease{})
+
+	serviceKind   = mustKind(&api.Service{})
+	endpointsKind = mustKind(&api.Endpoints{})
 )
 
 func mustKind(o api.Object) *api.Kind {

@@ -347,11 +347,13 @@ func TestSchedulerOnlyOnLeader(t *testing.T) {
 	for i := range 3 {
 		waitBound(t, cl.Admin, "acme", fmt.Sprintf("second-%d", i))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(bound[leader.identity]) != 5 || len(bound[other.identity]) != 3 {
-		t.Errorf("bound by manager = %v, want the first 5 by %s and the next 3 by %s", bound, leader.identity, other.identity)
-	}
+	// A bind is reported once committed, a moment after it shows.
+	eventually(t, 5*time.Second, "the new leader's binds recorded", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(bound[leader.identity]) == 5 && len(bound[other.identity]) == 3,
+			fmt.Sprintf("bound by manager = %v, want the first 5 by %s and the next 3 by %s", bound, leader.identity, other.identity)
+	})
 }
 
 // forceDelete removes a pod of acme at once, bound or not (no agent runs

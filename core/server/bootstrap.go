@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -83,6 +84,20 @@ func ensureAdminConfig(ctx context.Context, st *store.Store, path, server, caPEM
 		return err
 	}
 	return os.Chmod(path, 0o600)
+}
+
+// adminClient returns a client with the cluster-admin credential kept at
+// path (minted by ensureAdminConfig when needed), for a component of this
+// process that reaches its own API server.
+func adminClient(ctx context.Context, st *store.Store, path, server, caPEM, description string, log *slog.Logger) (*client.Client, error) {
+	if err := ensureAdminConfig(ctx, st, path, server, caPEM, description, log); err != nil {
+		return nil, fmt.Errorf("credential of %s: %w", description, err)
+	}
+	conf, err := client.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(conf)
 }
 
 func adminTokenValid(ctx context.Context, st *store.Store, token string) bool {

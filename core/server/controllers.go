@@ -62,15 +62,7 @@ func controllerClient(ctx context.Context, cfg Config, st *store.Store, server, 
 	if !cfg.Controllers.Enabled {
 		return nil, nil
 	}
-	path := ControllersConfigPath(cfg.DataDir)
-	if err := ensureAdminConfig(ctx, st, path, server, caPEM, "controllers (controllers.conf)", log); err != nil {
-		return nil, fmt.Errorf("controllers' credential: %w", err)
-	}
-	conf, err := client.LoadConfig(path)
-	if err != nil {
-		return nil, err
-	}
-	return client.New(conf)
+	return adminClient(ctx, st, ControllersConfigPath(cfg.DataDir), server, caPEM, "controllers (controllers.conf)", log)
 }
 
 // serveWithControllers runs serve and, when c is set, the controllers
@@ -99,6 +91,7 @@ func serveWithControllers(ctx context.Context, cfg Config, c *client.Client, log
 			NodeMonitorGracePeriod: cc.NodeMonitorGracePeriod,
 			PodEvictionTimeout:     cc.PodEvictionTimeout,
 			Scheduler:              controller.SchedulerConfig{Config: cc.Scheduler},
+			Network:                cfg.Network,
 		})
 	}()
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))

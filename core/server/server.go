@@ -1,7 +1,8 @@
 // Package server runs Paddock's control-plane process: etcd (embedded, or a
 // client of an external cluster), the API server and the bootstrap that a
 // new cluster needs (TLS material, built-in runtime classes, the cluster
-// admin's credential in DATA_DIR/admin.conf).
+// admin's credential in DATA_DIR/admin.conf), and, as configured, the
+// controllers and the cluster DNS server.
 //
 // Run blocks until its context ends and returns once everything it started
 // has stopped.
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	papi "github.com/paddock-dev/paddock/core/api"
 	"github.com/paddock-dev/paddock/core/apiserver"
 	"github.com/paddock-dev/paddock/core/pki"
 	"github.com/paddock-dev/paddock/core/store"
@@ -48,6 +50,12 @@ type Config struct {
 	Ready func(adminConfig string)
 	// Controllers configures the controllers run in this process.
 	Controllers ControllerConfig
+	// DNS configures the cluster DNS server run in this process (off in a
+	// zero Config).
+	DNS DNSConfig
+	// Network is the cluster's network layout (pod, service and node port
+	// ranges); empty fields take the defaults of api.NetworkConfig.
+	Network papi.NetworkConfig
 }
 
 // AdminConfigPath returns where the cluster admin's client config is kept.
@@ -61,6 +69,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.DataDir == "" {
 		return errors.New("--data-dir: required")
+	}
+	cfg.Network = cfg.Network.WithDefaults()
+	if err := cfg.Network.Validate(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -113,6 +125,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	clusterDNS, err := newClusterDNS(ctx, cfg, st, server, string(bundle.CAPEM), log)
+	if err != nil {
+		return err
+	}
+	defer clusterDNS.close()
 
 	// One etcd watch per kind serves every API watcher.
 	st.ShareWatches(ctx, log.With("component", "store"))
@@ -132,12 +149,13 @@ func Run(ctx context.Context, cfg Config) error {
 		Audit:           audit,
 		Version:         cfg.Version,
 		AgentClientCert: &agentCert,
+		Network:         cfg.Network,
 	})
 	log.Info("API server listening", "address", ln.Addr().String(), "url", server, "adminConfig", adminConf)
 	if cfg.Ready != nil {
 		cfg.Ready(adminConf)
 	}
-	return serveWithControllers(ctx, cfg, ctrlClient, log, func(ctx context.Context) error { return api.Run(ctx, ln) })
+	return serveWithControllers(ctx, cfg, ctrlClient, log, clusterDNS.alongside(func(ctx context.Context) error { return api.Run(ctx, ln) }))
 }
 
 // advertise returns the HOST:PORT clients on this machine should use.

@@ -36,8 +36,10 @@ func startUp(t *testing.T, dataDir string) *up {
 		if err := os.MkdirAll(filepath.Join(dataDir, "agent", "import"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Symlink(testbin.Image(t, "busybox"), filepath.Join(dataDir, "agent", "import", "busybox.tar")); err != nil {
-			t.Fatal(err)
+		for _, image := range []string{"busybox", "server"} {
+			if err := os.Symlink(testbin.Image(t, image), filepath.Join(dataDir, "agent", "import", image+".tar")); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	u := &up{server: server{dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: filepath.Join(dataDir, "admin.conf")}, node: "e2e-node", t: t}

@@ -105,7 +105,13 @@ spec:
 // podList returns the tenant demo's pods matching selector.
 func podList(t *testing.T, u *up, selector string) []api.Pod {
 	t.Helper()
-	r := mustPaddock(t, u.admin, "", "get", "pods", "-t", "demo", "-l", selector, "-o", "json")
+	return tenantPods(t, u, "demo", selector)
+}
+
+// tenantPods returns the tenant's pods matching selector.
+func tenantPods(t *testing.T, u *up, tenant, selector string) []api.Pod {
+	t.Helper()
+	r := mustPaddock(t, u.admin, "", "get", "pods", "-t", tenant, "-l", selector, "-o", "json")
 	var list struct {
 		Items []api.Pod `json:"items"`
 	}
@@ -127,10 +133,16 @@ func podNames(t *testing.T, u *up, selector string) []string {
 // ready, and returns their names, sorted.
 func runningPods(t *testing.T, u *up, selector string, n int) []string {
 	t.Helper()
+	return runningIn(t, u, "demo", selector, n)
+}
+
+// runningIn is runningPods in tenant.
+func runningIn(t *testing.T, u *up, tenant, selector string, n int) []string {
+	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var names []string
-		pods := podList(t, u, selector)
+		pods := tenantPods(t, u, tenant, selector)
 		for _, p := range pods {
 			if p.Status.Phase == api.PodRunning && p.Metadata.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready {
 				names = append(names, p.Metadata.Name)
