@@ -121,6 +121,14 @@ var rules = []rule{
 		},
 		why: "conformance suites are black-box: plugins through plugins/pluginhost, clusters through core/client, never an implementation (architecture.md rule 7)",
 	},
+	// The node's service proxy and the cluster DNS read the API and
+	// nothing else of the control plane.
+	{
+		importer: []string{mod("core/proxy"), mod("core/dns")},
+		forbid:   []string{mod("...")},
+		allow:    []string{mod("core/api/..."), mod("core/client/..."), mod("core/errdefs/...")},
+		why:      "the service proxy and the cluster DNS see the cluster through core/api objects and core/client only, so the agent and the server can each run them",
+	},
 	// Examples are what vendors copy: they may use only what a vendor can.
 	{
 		importer: []string{mod("examples/...")},
