@@ -54,11 +54,22 @@ test: deps build testimages verify ## Verify, then run every test (CI=true turns
 	@$(MAKE) --no-print-directory conformance
 
 .PHONY: conformance
-conformance: build testimages ## Run the runtime conformance suite against every runtime plugin in bin/ (reports in build/conformance/)
+conformance: build testimages ## Run the runtime and network conformance suites against every plugin in bin/ (reports in build/conformance/)
 	@for p in bin/paddock-runtime-*; do \
 		name=$${p#bin/paddock-runtime-}; \
 		echo "conformance: runtime plugin $$name"; \
 		bin/paddock conformance runtime --plugin $$p --report-dir build/conformance/$$name || exit 1; \
+	done
+	@# Network plugins run with names of their own (hack/conformance/net-NAME.json), so that a
+	@# cluster on this machine keeps its bridge and tables; what they leave is removed after.
+	@for p in bin/paddock-net-*; do \
+		name=$${p#bin/paddock-net-}; \
+		echo "conformance: network plugin $$name"; \
+		rc=0; bin/paddock conformance network --plugin $$p --plugin-config hack/conformance/net-$$name.json \
+			--report-dir build/conformance/net-$$name || rc=$$?; \
+		ip link del pdconf0 2>/dev/null || true; \
+		for family in inet bridge; do nft delete table $$family paddock-conformance 2>/dev/null || true; done; \
+		[ $$rc = 0 ] || exit $$rc; \
 	done
 
 .PHONY: verify

@@ -1,20 +1,15 @@
-// Package cli is the `paddock conformance` command: it launches a plugin
-// through plugins/pluginhost, exactly as the node agent does, runs a
-// conformance suite against it, prints a summary, writes junit.xml and
-// results.json, and fails when a case fails.
+// Package cli is the `paddock conformance` command (runtime and network):
+// it launches a plugin through plugins/pluginhost, exactly as the node
+// agent does, runs a conformance suite against it, prints a summary,
+// writes junit.xml and results.json, and fails when a case fails.
 package cli
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
-	"regexp"
-	"time"
 
 	"github.com/paddock-dev/paddock/conformance/runtimetest"
 	"github.com/paddock-dev/paddock/plugins/pluginhost"
@@ -27,15 +22,14 @@ func New(out, errOut io.Writer) *cobra.Command {
 		Use:   "conformance",
 		Short: "Prove a runtime or network plugin with the conformance suite",
 	}
-	cmd.AddCommand(newRuntimeCmd(out, errOut))
+	cmd.AddCommand(newRuntimeCmd(out, errOut), newNetworkCmd(out, errOut))
 	return cmd
 }
 
 type runtimeFlags struct {
-	plugin, pluginConfig, profile, reportDir, focus, stateDir, imageArchive, image, volumeRoot string
-	caseTimeout                                                                                time.Duration
-	maxPluginLog, maxPluginRSS                                                                 int64
-	list, verbose                                                                              bool
+	commonFlags
+	pluginConfig, profile, focus, imageArchive, image, volumeRoot string
+	maxPluginLog, maxPluginRSS                                    int64
 }
 
 func newRuntimeCmd(out, errOut io.Writer) *cobra.Command {
@@ -58,7 +52,7 @@ as it is and must allow mounts from that directory.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.list {
 				for _, c := range runtimetest.Cases() {
-					fmt.Fprintf(out, "%-10s %-5s %-10s %s\n", c.ID, c.Level, c.Profile, c.Name)
+					listCase(out, c.ID, c.Level, c.Profile, c.Name)
 				}
 				return nil
 			}
@@ -66,40 +60,27 @@ as it is and must allow mounts from that directory.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.plugin, "plugin", "", "path of the runtime plugin binary (required)")
-	fl.StringVar(&f.pluginConfig, "plugin-config", "", "JSON file with the plugin's configuration (default {})")
+	f.register(fl, "runtime")
 	fl.StringVar(&f.profile, "profile", "core", "profile claimed: core or sandboxed")
-	fl.StringVar(&f.reportDir, "report-dir", "", "directory for junit.xml and results.json")
-	fl.StringVar(&f.focus, "focus", "", "run only cases whose id or name matches this regular expression")
-	fl.StringVar(&f.stateDir, "state-dir", "", "host state directory (default: a fresh temporary one)")
 	fl.StringVar(&f.imageArchive, "image-archive", "build/images/busybox.tar", "OCI archive of the test image (make testimages builds it)")
 	fl.StringVar(&f.image, "image", "paddock.dev/test/busybox:latest", "reference of the test image in the archive")
 	fl.StringVar(&f.volumeRoot, "volume-root", "", "directory the plugin configuration allows mounts from, for RT-CT-008 (default: a temporary one added to the configuration's allowedMountRoots)")
 	fl.Int64Var(&f.maxPluginLog, "max-plugin-log", 16<<20, "bytes the plugin may log to stderr over the whole run (RT-HS-007)")
 	fl.Int64Var(&f.maxPluginRSS, "max-plugin-rss", 256<<20, "resident memory in bytes the plugin may reach while a container floods its log (RT-EX-007)")
-	fl.DurationVar(&f.caseTimeout, "case-timeout", 2*time.Minute, "longest time one case may take")
-	fl.BoolVar(&f.list, "list", false, "list the cases and exit")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the plugin's and the host's logs")
 	return cmd
 }
 
 func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) error {
-	if f.plugin == "" {
-		return errors.New("--plugin: required: the path of the runtime plugin binary")
+	if err := f.required("runtime"); err != nil {
+		return err
 	}
-	var focus *regexp.Regexp
-	if f.focus != "" {
-		var err error
-		if focus, err = regexp.Compile(f.focus); err != nil {
-			return fmt.Errorf("--focus %q: %w", f.focus, err)
-		}
+	focus, err := compileFocus("--focus", f.focus)
+	if err != nil {
+		return err
 	}
-	config := []byte("{}")
-	if f.pluginConfig != "" {
-		var err error
-		if config, err = os.ReadFile(f.pluginConfig); err != nil {
-			return fmt.Errorf("--plugin-config: %w", err)
-		}
+	config, err := readConfig("--plugin-config", f.pluginConfig)
+	if err != nil {
+		return err
 	}
 	if f.maxPluginLog <= 0 || f.maxPluginRSS <= 0 {
 		return fmt.Errorf("--max-plugin-log %d, --max-plugin-rss %d: want positive byte counts", f.maxPluginLog, f.maxPluginRSS)
@@ -118,40 +99,11 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 	} else if fi, err := os.Stat(volumeRoot); err != nil || !fi.IsDir() {
 		return fmt.Errorf("--volume-root %s: want an existing directory (%v)", volumeRoot, err)
 	}
-	stateDir := f.stateDir
-	if stateDir == "" {
-		dir, err := os.MkdirTemp("", "paddock-conformance-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		stateDir = dir
-	}
-	level := slog.LevelWarn
-	if f.verbose {
-		level = slog.LevelDebug
-	}
-	host, err := pluginhost.New(pluginhost.Config{
-		StateDir: stateDir,
-		Logger:   slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level})),
-	})
+	inst, stop, err := launch(ctx, pluginhost.RuntimeKind, f.launchSpec(config), errOut)
 	if err != nil {
 		return err
 	}
-	defer host.Close()
-	abs, err := filepath.Abs(f.plugin)
-	if err != nil {
-		return err
-	}
-	inst, err := host.Launch(ctx, pluginhost.RuntimeKind, "under-test", abs, config)
-	if err != nil {
-		return fmt.Errorf("launch %s: %w", f.plugin, err)
-	}
-	defer func() {
-		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = inst.Kill(kctx)
-	}()
+	defer stop()
 	rep, err := runtimetest.Run(ctx, runtimetest.Config{
 		Target:            runtimetest.HostTarget(inst),
 		Profile:           f.profile,
@@ -167,17 +119,7 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rep.WriteSummary(out)
-	if f.reportDir != "" {
-		if err := rep.WriteFiles(f.reportDir); err != nil {
-			return fmt.Errorf("--report-dir: %w", err)
-		}
-		fmt.Fprintf(out, "report: %s, %s\n", filepath.Join(f.reportDir, "junit.xml"), filepath.Join(f.reportDir, "results.json"))
-	}
-	if _, failed, _ := rep.Counts(); failed > 0 {
-		return fmt.Errorf("%d conformance case(s) failed", failed)
-	}
-	return nil
+	return finish(rep, f.reportDir, out)
 }
 
 // withMountRoot returns the plugin configuration config (a JSON object)

@@ -30,3 +30,42 @@ func TestWithMountRoot(t *testing.T) {
 		})
 	}
 }
+
+func TestNetworkFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"no plugin", nil, "--plugin: required"},
+		{"bad regexp", []string{"--plugin", "/bin/true", "--focus", "("}, "--focus"},
+		{"missing config", []string{"--plugin", "/bin/true", "--plugin-config", "/nonexistent/cfg.json"}, "--plugin-config"},
+		{"bad probe timeout", []string{"--plugin", "/bin/true", "--probe-timeout", "0s"}, "--probe-timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			cmd := New(&out, &out)
+			cmd.SetArgs(append([]string{"network"}, tc.args...))
+			cmd.SilenceUsage, cmd.SilenceErrors = true, true
+			err := cmd.Execute()
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("network %v = %v, want an error containing %q", tc.args, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// --list prints every network case without launching anything.
+func TestNetworkList(t *testing.T) {
+	var out strings.Builder
+	cmd := New(&out, &out)
+	cmd.SetArgs([]string{"network", "--list"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"NP-VR-001", "NP-MT-001", "NP-RS-001", "advertises multiple_interfaces"} {
+		if !strings.Contains(out.String(), id) {
+			t.Errorf("--list output lacks %s:\n%s", id, out.String())
+		}
+	}
+}

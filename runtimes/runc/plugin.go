@@ -144,17 +144,14 @@ func (p *Plugin) Capabilities(context.Context, *runtimev1.CapabilitiesRequest) (
 // state directory loads the state found there; later calls may change the
 // configuration but not the state directory.
 func (p *Plugin) SetConfig(ctx context.Context, r *runtimev1.SetConfigRequest) (*runtimev1.SetConfigResponse, error) {
-	if r.ApiVersion != "" && r.ApiVersion != runtimev1.APIVersion {
-		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "api_version", fmt.Sprintf("%q is not spoken by this plugin (it speaks %s)", r.ApiVersion, runtimev1.APIVersion))
-	}
-	if r.StateDir == "" || !filepath.IsAbs(r.StateDir) {
-		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "state_dir", fmt.Sprintf("%q must be an absolute path", r.StateDir))
+	stateDir, err := runtimev1.CheckSetConfig(r)
+	if err != nil {
+		return nil, err
 	}
 	parsed, err := parseConfig(r.Config)
 	if err != nil {
 		return nil, err
 	}
-	stateDir := filepath.Clean(r.StateDir)
 	cfg := parsed.withDefaults(stateDir)
 	runcPath, err := resolveRunc(cfg.RuncPath)
 	if err != nil {

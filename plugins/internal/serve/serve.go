@@ -5,10 +5,13 @@
 package serve
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/paddock-dev/paddock/core/errdefs"
 	"github.com/paddock-dev/paddock/plugins/errgrpc"
 	"google.golang.org/grpc"
 )
@@ -29,4 +32,19 @@ func Config(handshake plugin.HandshakeConfig, version int, name string, p plugin
 		},
 		Logger: logger,
 	}
+}
+
+// CheckSetConfig checks the parts of a SetConfig request every plugin
+// checks alike: the negotiated version must be one the plugin speaks
+// (empty: the host did not negotiate; the plugin's own version holds),
+// else an error of class versionClass; and the state directory must be an
+// absolute path. It returns the cleaned state directory.
+func CheckSetConfig(apiVersion, speaks, stateDir string, versionClass error) (string, error) {
+	if apiVersion != "" && apiVersion != speaks {
+		return "", errdefs.Field(versionClass, "api_version", fmt.Sprintf("%q is not spoken by this plugin (it speaks %s)", apiVersion, speaks))
+	}
+	if stateDir == "" || !filepath.IsAbs(stateDir) {
+		return "", errdefs.Field(errdefs.ErrInvalidArgument, "state_dir", fmt.Sprintf("%q must be an absolute path", stateDir))
+	}
+	return filepath.Clean(stateDir), nil
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/paddock-dev/paddock/core/errdefs"
 	"github.com/paddock-dev/paddock/plugins/errgrpc"
 	pluginserve "github.com/paddock-dev/paddock/plugins/internal/serve"
 	"google.golang.org/grpc"
@@ -155,3 +156,11 @@ var (
 	_ IdentityServer = Plugin(nil)
 	_ NetworkServer  = Plugin(nil)
 )
+
+// CheckSetConfig checks what every plugin checks of a SetConfig request:
+// that the negotiated version is APIVersion (or not given) and that the
+// state directory is an absolute path, which it returns cleaned. Errors
+// name the field.
+func CheckSetConfig(r *SetConfigRequest) (stateDir string, err error) {
+	return pluginserve.CheckSetConfig(r.GetApiVersion(), APIVersion, r.GetStateDir(), errdefs.ErrFailedPrecondition)
+}
