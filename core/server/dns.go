@@ -34,6 +34,27 @@ type DNSConfig struct {
 	Ready func(net.Addr)
 }
 
+// off reports whether the configuration runs no DNS server.
+func (dc DNSConfig) off() bool { return dc.Listen == "" || dc.Listen == "off" }
+
+// check validates the configuration before anything starts; errors name
+// the flag.
+func (dc DNSConfig) check() error {
+	if dc.off() {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(dc.Listen); err != nil {
+		return fmt.Errorf("--dns-listen %q: want HOST:PORT such as :1053, or off", dc.Listen)
+	}
+	if _, err := dns.CheckDomain(dc.Domain); err != nil {
+		return fmt.Errorf("--cluster-domain: %w", err)
+	}
+	if _, err := dns.CheckUpstreams(dc.Upstreams); err != nil {
+		return fmt.Errorf("--dns-upstream: %w", err)
+	}
+	return nil
+}
+
 // DNSConfigPath is where the cluster DNS server's client config (a
 // cluster-admin credential the server mints for itself, to watch pods,
 // services and endpoints of every tenant) is kept.
@@ -57,14 +78,11 @@ var _ dns.Source = (*clusterDNS)(nil)
 // its sockets; nil when cfg turns DNS off.
 func newClusterDNS(ctx context.Context, cfg Config, st *store.Store, server, caPEM string, log *slog.Logger) (*clusterDNS, error) {
 	dc := cfg.DNS
-	if dc.Listen == "" || dc.Listen == "off" {
+	if dc.off() {
 		return nil, nil
 	}
-	if _, err := dns.CheckDomain(dc.Domain); err != nil {
-		return nil, fmt.Errorf("--cluster-domain: %w", err)
-	}
-	if _, err := dns.CheckUpstreams(dc.Upstreams); err != nil {
-		return nil, fmt.Errorf("--dns-upstream: %w", err)
+	if err := dc.check(); err != nil {
+		return nil, err
 	}
 	c, err := adminClient(ctx, st, DNSConfigPath(cfg.DataDir), server, caPEM, "cluster DNS (dns.conf)", log)
 	if err != nil {

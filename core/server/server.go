@@ -74,6 +74,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Network.Validate(); err != nil {
 		return err
 	}
+	if err := cfg.DNS.check(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
