@@ -34,6 +34,14 @@ build: deps ## Build every command under cmd/ into bin/, and the example runtime
 	@mkdir -p bin
 	go build -o bin/ ./cmd/...
 	go build -o bin/paddock-example-runtime ./examples/runtime-plugin
+	@$(MAKE) --no-print-directory bin/runsc
+
+# runsc, the gVisor kernel of the gvisor runtime class, from the release
+# tools/gvisor pins (its own module: gVisor needs an older runtime-spec).
+# It takes minutes to build, so only when that pin changes.
+bin/runsc: tools/gvisor/go.mod tools/gvisor/go.sum
+	@mkdir -p bin
+	cd tools/gvisor && CGO_ENABLED=0 go build -o ../../bin/runsc gvisor.dev/gvisor/runsc
 
 .PHONY: testimages
 testimages: deps ## Build the offline test images build/images/{busybox,server}.tar (OCI archives)
