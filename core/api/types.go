@@ -279,6 +279,71 @@ type PodSpec struct {
 	// SIGTERM and SIGKILL. Defaults to 30.
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 	Hostname                      string `json:"hostname,omitempty"`
+	// HostNetwork, HostPID and HostIPC ask to share the node's network,
+	// process and IPC namespaces. The API server refuses them for every
+	// pod: they would give a tenant the node. They exist so that a
+	// manifest asking for them is refused by name, as Kubernetes users
+	// expect, rather than as an unknown field.
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	HostPID     bool `json:"hostPID,omitempty"`
+	HostIPC     bool `json:"hostIPC,omitempty"`
+	// Volumes are storage the pod's containers mount by name through
+	// volumeMounts.
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is storage a pod's containers may mount. Exactly one source is
+// set.
+type Volume struct {
+	Name string `json:"name"`
+	// HostPath is a file or directory of the node. The API server refuses
+	// it for every pod: it reaches around the container's root.
+	HostPath *HostPathVolumeSource `json:"hostPath,omitempty"`
+	// EmptyDir is a directory that starts empty and lives as long as the
+	// pod.
+	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+}
+
+// HostPathVolumeSource names a path on the node.
+type HostPathVolumeSource struct {
+	Path string `json:"path"`
+}
+
+// EmptyDirVolumeSource is a pod-lived scratch directory; it has no
+// settings yet.
+type EmptyDirVolumeSource struct{}
+
+// VolumeMount mounts one of the pod's volumes into a container.
+type VolumeMount struct {
+	// Name is the name of a volume of the pod.
+	Name string `json:"name"`
+	// MountPath is the absolute path in the container.
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// Capability is a Linux capability without its CAP_ prefix: NET_ADMIN.
+type Capability string
+
+// Capabilities adds to and drops from a container's default capability
+// set.
+type Capabilities struct {
+	Add  []Capability `json:"add,omitempty"`
+	Drop []Capability `json:"drop,omitempty"`
+}
+
+// SecurityContext is what privileges a container's processes run with.
+// Each field left empty keeps the runtime's safe default: unprivileged,
+// no privilege escalation (no_new_privs), the default capability set, the
+// image's user and a writable root filesystem. The API server refuses
+// what would weaken that for a tenant's pod (docs/api.md, "Pod security").
+type SecurityContext struct {
+	Privileged               *bool         `json:"privileged,omitempty"`
+	AllowPrivilegeEscalation *bool         `json:"allowPrivilegeEscalation,omitempty"`
+	Capabilities             *Capabilities `json:"capabilities,omitempty"`
+	RunAsUser                *int64        `json:"runAsUser,omitempty"`
+	RunAsNonRoot             *bool         `json:"runAsNonRoot,omitempty"`
+	ReadOnlyRootFilesystem   *bool         `json:"readOnlyRootFilesystem,omitempty"`
 }
 
 // Container is one process tree of a pod.
@@ -296,6 +361,8 @@ type Container struct {
 	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
 	TTY             bool                 `json:"tty,omitempty"`
 	Stdin           bool                 `json:"stdin,omitempty"`
+	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty"`
+	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
 }
 
 // EnvVar is one environment variable, given literally or read from a

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -282,10 +283,11 @@ func validatePodSpec(p *problems, field string, s *PodSpec) {
 	if len(s.Containers) == 0 {
 		p.add(field+".containers", "required: a pod runs at least one container")
 	}
+	volumes := validateVolumes(p, field+".volumes", s.Volumes)
 	names := map[string]bool{}
 	hostPorts := map[string]bool{}
 	for i := range s.Containers {
-		validateContainer(p, fmt.Sprintf("%s.containers[%d]", field, i), &s.Containers[i], names, hostPorts)
+		validateContainer(p, fmt.Sprintf("%s.containers[%d]", field, i), &s.Containers[i], names, hostPorts, volumes)
 	}
 	p.oneOf(field+".restartPolicy", string(s.RestartPolicy), string(RestartAlways), string(RestartOnFailure), string(RestartNever))
 	if c := s.RuntimeClassName; c != "" {
@@ -316,7 +318,7 @@ func validatePodSpec(p *problems, field string, s *PodSpec) {
 	}
 }
 
-func validateContainer(p *problems, f string, c *Container, names, hostPorts map[string]bool) {
+func validateContainer(p *problems, f string, c *Container, names, hostPorts, volumes map[string]bool) {
 	if p.required(f+".name", c.Name) {
 		p.addAll(f+".name", c.Name, IsDNS1123Label(c.Name))
 		if names[c.Name] {
@@ -381,7 +383,142 @@ func validateContainer(p *problems, f string, c *Container, names, hostPorts map
 	validateResources(p, f+".resources", &c.Resources)
 	validateProbe(p, f+".livenessProbe", c.LivenessProbe)
 	validateProbe(p, f+".readinessProbe", c.ReadinessProbe)
+	if c.WorkingDir != "" {
+		if msg := checkWorkingDir(c.WorkingDir); msg != "" {
+			p.add(f+".workingDir", "invalid value %q: %s", truncate(c.WorkingDir, 64), msg)
+		}
+	}
+	validateVolumeMounts(p, f+".volumeMounts", c.VolumeMounts, volumes)
+	validateSecurityContext(p, f+".securityContext", c.SecurityContext)
 }
+
+// checkWorkingDir says what is wrong with a container's working directory,
+// or "". A working directory in /proc is refused whatever the runtime:
+// /proc/self/fd/N can name a directory of the host through a descriptor
+// the runtime leaked into the container (CVE-2024-21626), and no program
+// needs to start there.
+func checkWorkingDir(dir string) string {
+	if !path.IsAbs(dir) {
+		return "must be an absolute path"
+	}
+	if underProc(dir) {
+		return "a working directory in /proc is refused: /proc/self/fd/N can reach the node's files (CVE-2024-21626)"
+	}
+	return ""
+}
+
+// underProc reports whether the absolute path p is /proc or lies in it,
+// after resolving "." and "..".
+func underProc(p string) bool {
+	clean := path.Clean(p)
+	return clean == "/proc" || strings.HasPrefix(clean, "/proc/")
+}
+
+// validateVolumes checks a pod's volumes and returns their names.
+func validateVolumes(p *problems, field string, vols []Volume) map[string]bool {
+	names := make(map[string]bool, len(vols))
+	for i, v := range vols {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if p.required(f+".name", v.Name) {
+			p.addAll(f+".name", v.Name, IsDNS1123Label(v.Name))
+			if names[v.Name] {
+				p.add(f+".name", "duplicate volume name %q", v.Name)
+			}
+			names[v.Name] = true
+		}
+		sources := 0
+		if v.EmptyDir != nil {
+			sources++
+		}
+		if v.HostPath != nil {
+			sources++
+			if p.required(f+".hostPath.path", v.HostPath.Path) && !path.IsAbs(v.HostPath.Path) {
+				p.add(f+".hostPath.path", "invalid value %q: must be an absolute path", truncate(v.HostPath.Path, 64))
+			}
+		}
+		if sources != 1 {
+			p.add(f, "set exactly one of emptyDir, hostPath")
+		}
+	}
+	return names
+}
+
+// validateVolumeMounts checks a container's mounts against the pod's
+// volumes.
+func validateVolumeMounts(p *problems, field string, mounts []VolumeMount, volumes map[string]bool) {
+	paths := map[string]bool{}
+	for i, m := range mounts {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if p.required(f+".name", m.Name) && !volumes[m.Name] {
+			p.add(f+".name", "no volume %q in spec.volumes", m.Name)
+		}
+		if !p.required(f+".mountPath", m.MountPath) {
+			continue
+		}
+		clean := path.Clean(m.MountPath)
+		switch {
+		case !path.IsAbs(m.MountPath):
+			p.add(f+".mountPath", "invalid value %q: must be an absolute path", truncate(m.MountPath, 64))
+		case clean == "/":
+			p.add(f+".mountPath", "may not be /: a volume may not replace the container's root")
+		case underProc(clean) || clean == "/sys" || strings.HasPrefix(clean, "/sys/"):
+			p.add(f+".mountPath", "invalid value %q: a volume may not cover /proc or /sys", truncate(m.MountPath, 64))
+		case paths[clean]:
+			p.add(f+".mountPath", "duplicate mount path %q", clean)
+		}
+		paths[clean] = true
+	}
+}
+
+// linuxCapabilities are the capability names a security context may use,
+// without the CAP_ prefix (capabilities(7)).
+var linuxCapabilities = []Capability{
+	"AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+	"DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+	"LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE",
+	"NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG",
+	"SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE",
+	"SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM",
+}
+
+// maxUID is the largest user id a container may run as (2^32-2; -1 is
+// "no user").
+const maxUID = 1<<32 - 2
+
+func validateSecurityContext(p *problems, f string, sc *SecurityContext) {
+	if sc == nil {
+		return
+	}
+	if c := sc.Capabilities; c != nil {
+		for _, list := range []struct {
+			name string
+			caps []Capability
+		}{{"add", c.Add}, {"drop", c.Drop}} {
+			for i, name := range list.caps {
+				cf := fmt.Sprintf("%s.capabilities.%s[%d]", f, list.name, i)
+				switch {
+				case name == "ALL" || slices.Contains(linuxCapabilities, name):
+				case strings.HasPrefix(string(name), "CAP_"):
+					p.add(cf, "invalid value %q: write capabilities without the CAP_ prefix, as %s", truncate(string(name), 64), strings.TrimPrefix(string(name), "CAP_"))
+				default:
+					p.add(cf, "unknown capability %q: want ALL or a name from capabilities(7) without CAP_, such as NET_BIND_SERVICE", truncate(string(name), 64))
+				}
+			}
+		}
+	}
+	if u := sc.RunAsUser; u != nil && (*u < 0 || *u > maxUID) {
+		p.add(f+".runAsUser", "invalid value %d: want a user id from 0 to %d", *u, int64(maxUID))
+	}
+	if isTrue(sc.RunAsNonRoot) && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+		p.add(f+".runAsNonRoot", "contradicts runAsUser 0: set a non-zero runAsUser or drop runAsNonRoot")
+	}
+	if isTrue(sc.Privileged) && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		p.add(f+".allowPrivilegeEscalation", "may not be false when privileged is true: a privileged container can always escalate")
+	}
+}
+
+// isTrue reports whether an optional flag is set to true.
+func isTrue(b *bool) bool { return b != nil && *b }
 
 func validateResourceList(p *problems, field string, l ResourceList, allowPods bool) {
 	for name, q := range l {

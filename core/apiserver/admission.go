@@ -146,10 +146,14 @@ func (s *Server) admitTemplate(ctx context.Context, tenant string, spec *api.Pod
 	return s.admitPodSpec(ctx, t.(*api.Tenant), spec, "spec.template.spec")
 }
 
-// admitPodSpec applies a tenant's policy to a pod spec: it fills in the
-// default runtime class, refuses classes the tenant may not use, and merges
-// the tenant's node selector.
+// admitPodSpec applies a tenant's policy to a pod spec: it refuses what
+// pod security forbids (admitPodSecurity), fills in the default runtime
+// class, refuses classes the tenant may not use, and merges the tenant's
+// node selector.
 func (s *Server) admitPodSpec(ctx context.Context, t *api.Tenant, spec *api.PodSpec, field string) error {
+	if err := admitPodSecurity(spec, field); err != nil {
+		return err
+	}
 	name := t.Metadata.Name
 	if spec.RuntimeClassName == "" {
 		spec.RuntimeClassName = t.Spec.DefaultRuntimeClass
