@@ -86,6 +86,21 @@ func readMounts() map[string]bool {
 	return mounts
 }
 
+// firstOldAncestor returns the nearest ancestor of pid (in after) that
+// was already running in before: 1 for init, 0 when the chain breaks.
+func firstOldAncestor(before, after *state, pid int) int {
+	for i := 0; i < 64; i++ {
+		pid = after.parents[pid]
+		if pid <= 1 {
+			return pid
+		}
+		if _, old := before.procs[pid]; old {
+			return pid
+		}
+	}
+	return 0
+}
+
 // descendsFrom reports whether pid is ancestor or one of its descendants.
 func (s *state) descendsFrom(pid, ancestor int) bool {
 	for i := 0; i < 64 && pid > 1; i++ {
@@ -97,17 +112,21 @@ func (s *state) descendsFrom(pid, ancestor int) bool {
 	return pid == ancestor
 }
 
-// leaks returns what is in after and was not in before. Processes started
-// by whatever launched this process (other test binaries, the shell) are
-// not counted; the plugin's own process is not either.
+// leaks returns what is in after and was not in before. A new process
+// counts when it is the runtime's: a descendant of the plugin, or one
+// whose first ancestor that was there before is init (a daemonized shim
+// or container, or an orphan). Processes that other programs on the
+// machine start meanwhile (other test binaries, shells, builds) descend
+// from a process that was already running, and do not count; neither
+// does the plugin's own process.
 func leaks(before, after *state, pluginPID int) []string {
 	var out []string
-	self, parent := os.Getpid(), os.Getppid()
+	self := os.Getpid()
 	for pid, cmd := range after.procs {
 		if _, old := before.procs[pid]; old || pid == self || pid == pluginPID {
 			continue
 		}
-		if after.descendsFrom(pid, parent) && !after.descendsFrom(pid, pluginPID) {
+		if !after.descendsFrom(pid, pluginPID) && firstOldAncestor(before, after, pid) > 1 {
 			continue
 		}
 		out = append(out, fmt.Sprintf("process %d: %s", pid, cmd))
