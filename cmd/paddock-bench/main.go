@@ -9,7 +9,9 @@
 // end to end on the real runc runtime against bare runc (package
 // bench/podbench), and B6, service programming latency of the nftables
 // service proxy against a bare one-rule netlink DNAT insert (package
-// bench/svcbench).
+// bench/svcbench), and B6-DATAPATH, pod-to-pod TCP throughput and round
+// trips over the bridge network plugin against a bare veth pair (package
+// bench/netbench).
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	"syscall"
 
 	"github.com/paddock-dev/paddock/bench/apibench"
+	"github.com/paddock-dev/paddock/bench/netbench"
 	"github.com/paddock-dev/paddock/bench/podbench"
 	"github.com/paddock-dev/paddock/bench/runtimebench"
 	"github.com/paddock-dev/paddock/bench/schedbench"
@@ -34,7 +37,7 @@ import (
 
 // allBenchmarks are the benchmarks this command runs, in the order it
 // runs them.
-var allBenchmarks = []string{"B1", "B3", "B4", podbench.SectionName, svcbench.SectionName}
+var allBenchmarks = []string{"B1", "B3", "B4", podbench.SectionName, svcbench.SectionName, netbench.SectionName}
 
 func main() {
 	cfg := apibench.DefaultConfig()
@@ -42,6 +45,7 @@ func main() {
 	scfg := schedbench.DefaultConfig()
 	pcfg := podbench.DefaultConfig()
 	vcfg := svcbench.DefaultConfig()
+	ncfg := netbench.DefaultConfig()
 	fs := flag.NewFlagSet("paddock-bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: paddock-bench [flags]\n\nRuns benchmarks against their floors on this machine:\n"+
@@ -49,7 +53,8 @@ func main() {
 			"  B3  container start through the runtime plugin against bare runc run (flags --b3-*, --runtime-plugin, --image-archive, --runc; needs root)\n"+
 			"  B4  API creates, gets and watch fan-out against raw etcd, in one process (the other flags)\n"+
 			"  PODSTART  pod create → Running seen through a watch, scheduler and node agent with the runc plugin in one process, against bare runc run (flags --podstart-*, --runtime-plugin, --image-archive, --image, --runc; needs root)\n"+
-			"  B6  service programming latency of the nftables service proxy, change → first connection, against a bare one-rule netlink DNAT insert, in network namespaces (flags --b6-*; needs root)\n\nFlags:\n")
+			"  B6  service programming latency of the nftables service proxy, change → first connection, against a bare one-rule netlink DNAT insert, in network namespaces (flags --b6-*; needs root)\n"+
+			"  B6-DATAPATH  pod-to-pod TCP throughput and round trips over the bridge network plugin against a bare veth pair (flags --datapath-*, --network-plugin; needs root)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	benchmarks := fs.String("benchmarks", strings.Join(allBenchmarks, ","), "comma-separated benchmarks to run")
@@ -92,6 +97,12 @@ func main() {
 	fs.IntVar(&vcfg.Changes, "b6-changes", vcfg.Changes, "B6: timed endpoint changes per size and path, and floor inserts per size")
 	fs.IntVar(&vcfg.FirstPackets, "b6-first-packets", vcfg.FirstPackets, "B6: timed connections to the last-defined service per size")
 	fs.BoolVar(&vcfg.API, "b6-api", vcfg.API, "B6: also time the changes through an API server and the proxy's informers")
+	fs.StringVar(&ncfg.Plugin, "network-plugin", ncfg.Plugin, "B6-DATAPATH: the bridge network plugin binary (make build)")
+	fs.DurationVar(&ncfg.Duration, "datapath-duration", ncfg.Duration, "B6-DATAPATH: measured length of each throughput run")
+	fs.DurationVar(&ncfg.Warmup, "datapath-warmup", ncfg.Warmup, "B6-DATAPATH: unmeasured start of each throughput run")
+	fs.IntVar(&ncfg.Reps, "datapath-reps", ncfg.Reps, "B6-DATAPATH: repetitions of every workload on both paths")
+	datapathStreams := fs.String("datapath-streams", joinInts(ncfg.Streams), "B6-DATAPATH: comma-separated TCP stream counts of the throughput workloads")
+	fs.IntVar(&ncfg.RoundTrips, "datapath-round-trips", ncfg.RoundTrips, "B6-DATAPATH: timed one-byte round trips per repetition and path")
 	logLevel := fs.String("log-level", "info", "progress log level on stderr: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -110,6 +121,10 @@ func main() {
 	}
 	if vcfg.Sizes, err = parseInts(*b6Sizes); err != nil {
 		fmt.Fprintf(os.Stderr, "paddock-bench: --b6-sizes: %v\n", err)
+		os.Exit(2)
+	}
+	if ncfg.Streams, err = parseInts(*datapathStreams); err != nil {
+		fmt.Fprintf(os.Stderr, "paddock-bench: --datapath-streams: %v\n", err)
 		os.Exit(2)
 	}
 	run, err := parseBenchmarks(*benchmarks)
@@ -132,6 +147,7 @@ func main() {
 	scfg.DataDir, scfg.Write, scfg.Log, scfg.Command, scfg.Procs = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command, cfg.Procs
 	pcfg.Runtime, pcfg.DataDir, pcfg.Write, pcfg.Log, pcfg.Command = rcfg.Runtime, cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
 	vcfg.DataDir, vcfg.Write, vcfg.Log, vcfg.Command = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
+	ncfg.DataDir, ncfg.Write, ncfg.Log, ncfg.Command = cfg.DataDir, cfg.Write, cfg.Log, cfg.Command
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -148,6 +164,8 @@ func main() {
 			err = podbench.Run(ctx, pcfg)
 		case svcbench.SectionName:
 			err = svcbench.Run(ctx, vcfg)
+		case netbench.SectionName:
+			err = netbench.Run(ctx, ncfg)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "paddock-bench: %s: %v\n", b, err)
