@@ -18,6 +18,7 @@ import (
 	networkv1 "github.com/paddock-dev/paddock/plugins/network/v1"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Attach connects a sandbox's network namespace: a veth pair whose host
@@ -256,7 +257,9 @@ func (p *Plugin) Detach(ctx context.Context, r *networkv1.DetachRequest) (*netwo
 func (p *Plugin) release(cfg settings, k key, released *[]netip.Addr) error {
 	veth := hostVeth(cfg.Bridge, k)
 	if link, err := netlink.LinkByName(veth); err == nil {
-		if err := netlink.LinkDel(link); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) {
+		// The veth may vanish meanwhile: it goes with its pod's network
+		// namespace when that is deleted.
+		if err := netlink.LinkDel(link); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) && !errors.Is(err, unix.ENODEV) {
 			return fmt.Errorf("remove veth %s: %w", veth, err)
 		}
 	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
