@@ -28,8 +28,8 @@ func New(out, errOut io.Writer) *cobra.Command {
 
 type runtimeFlags struct {
 	commonFlags
-	pluginConfig, profile, focus, imageArchive, image, volumeRoot string
-	maxPluginLog, maxPluginRSS                                    int64
+	profile, imageArchive, image, volumeRoot string
+	maxPluginLog, maxPluginRSS               int64
 }
 
 func newRuntimeCmd(out, errOut io.Writer) *cobra.Command {
