@@ -63,10 +63,15 @@ test: deps build testimages verify ## Verify, then run every test (CI=true turns
 
 .PHONY: conformance
 conformance: build testimages ## Run the runtime and network conformance suites against every plugin in bin/ (reports in build/conformance/)
+	@# A runtime plugin that needs a daemon has a script that starts one: hack/conformance/runtime-NAME.sh.
 	@for p in bin/paddock-runtime-*; do \
 		name=$${p#bin/paddock-runtime-}; \
 		echo "conformance: runtime plugin $$name"; \
-		bin/paddock conformance runtime --plugin $$p --report-dir build/conformance/$$name || exit 1; \
+		if [ -x hack/conformance/runtime-$$name.sh ]; then \
+			hack/conformance/runtime-$$name.sh build/conformance/$$name || exit 1; \
+		else \
+			bin/paddock conformance runtime --plugin $$p --report-dir build/conformance/$$name || exit 1; \
+		fi; \
 	done
 	@# Network plugins run with names of their own (hack/conformance/net-NAME.json), so that a
 	@# cluster on this machine keeps its bridge and tables; what they leave is removed after.

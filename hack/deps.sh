@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # Debian packages the build and the tests need.
-DEBIAN_PACKAGES="ca-certificates git make gcc protobuf-compiler busybox-static runc iproute2 nftables"
+DEBIAN_PACKAGES="ca-certificates git make gcc protobuf-compiler busybox-static runc iproute2 nftables containerd"
 
 # The oldest Go toolchain that builds the module (go.mod's go line).
 GO_MIN_VERSION="1.26"
@@ -35,6 +35,15 @@ else
 		sudo=(sudo)
 	fi
 	log "installing missing debian packages: ${missing[*]}"
+	# Debian starts the daemons it installs (containerd, with its CRI
+	# plugin on); Paddock runs its own with its own configuration, so no
+	# service is started during the install.
+	policy=/usr/sbin/policy-rc.d
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod +x "$policy"
+		trap '"${sudo[@]}" rm -f "$policy"' EXIT
+	fi
 	"${sudo[@]}" apt-get update
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y --no-install-recommends "${missing[@]}"
