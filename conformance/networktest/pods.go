@@ -88,7 +88,7 @@ func (t *T) Attach(req *networkv1.AttachRequest) *attachment {
 // the case did; an answer that does not describe the attachment is an
 // error (after the cleanup is registered).
 func (t *T) TryAttach(req *networkv1.AttachRequest) (*attachment, error) {
-	resp, err := t.Client().Attach(t.ctx, req)
+	resp, err := t.Client().Attach(t.Context(), req)
 	if err != nil {
 		return nil, err
 	}
@@ -152,19 +152,19 @@ func (t *T) Detach(a *attachment) {
 // TryDetach detaches a and marks it detached whatever the answer.
 func (t *T) TryDetach(a *attachment) error {
 	a.detached.Store(true)
-	_, err := t.Client().Detach(t.ctx, &networkv1.DetachRequest{SandboxId: a.req.SandboxId, NetnsPath: a.req.NetnsPath, Ifname: a.req.Ifname})
+	_, err := t.Client().Detach(t.Context(), &networkv1.DetachRequest{SandboxId: a.req.SandboxId, NetnsPath: a.req.NetnsPath, Ifname: a.req.Ifname})
 	return err
 }
 
 // Check calls Check for a.
 func (t *T) Check(a *attachment) error {
-	_, err := t.Client().Check(t.ctx, &networkv1.CheckRequest{SandboxId: a.req.SandboxId, NetnsPath: a.req.NetnsPath, Ifname: a.req.Ifname})
+	_, err := t.Client().Check(t.Context(), &networkv1.CheckRequest{SandboxId: a.req.SandboxId, NetnsPath: a.req.NetnsPath, Ifname: a.req.Ifname})
 	return err
 }
 
 // Status returns the plugin's Status or ends the case.
 func (t *T) Status() *networkv1.StatusResponse {
-	st, err := t.Client().Status(t.ctx, &networkv1.StatusRequest{})
+	st, err := t.Client().Status(t.Context(), &networkv1.StatusRequest{})
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}

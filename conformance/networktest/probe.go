@@ -197,7 +197,7 @@ func (t *T) sendTCP(path string, dst netip.Addr, port int) (outcome, string) {
 	var conn net.Conn
 	err := inNetns(path, func() (err error) {
 		d := net.Dialer{Timeout: t.env.cfg.ProbeTimeout}
-		conn, err = d.DialContext(t.ctx, "tcp4", netip.AddrPortFrom(dst, uint16(port)).String())
+		conn, err = d.DialContext(t.Context(), "tcp4", netip.AddrPortFrom(dst, uint16(port)).String())
 		return err
 	})
 	if err == nil {

@@ -31,11 +31,10 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
-	"runtime"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/paddock-dev/paddock/conformance/internal/caserun"
 	"github.com/paddock-dev/paddock/conformance/report"
 	networkv1 "github.com/paddock-dev/paddock/plugins/network/v1"
 )
@@ -139,9 +138,7 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 		}
 		res := e.runCase(ctx, tc)
 		rep.Results = append(rep.Results, res)
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "%s %s %s\n", strings.ToUpper(string(res.Status)), tc.ID, tc.Name)
-		}
+		caserun.Progress(cfg.Progress, res)
 	}
 	rep.Sort()
 	rep.Finish(time.Now())
@@ -221,76 +218,47 @@ func (e *env) capability(name string) bool {
 	}[name]
 }
 
-func (e *env) runCase(ctx context.Context, tc Case) (res report.Result) {
-	res = report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: "core", Capability: tc.Capability, Anchor: tc.Anchor}
-	start := time.Now()
-	defer func() { res.Duration = time.Since(start) }()
-	if !e.capability(tc.Capability) {
-		res.Status, res.Reason = report.Skip, fmt.Sprintf("the plugin does not advertise capability %s", tc.Capability)
-		return res
-	}
-	before := e.snapshot(ctx, nil)
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CaseTimeout)
-	defer cancel()
-	t := &T{ctx: cctx, env: e, id: tc.ID}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer t.runCleanups()
-		defer func() {
-			if r := recover(); r != nil {
-				t.Errorf("case panicked: %v", r)
-			}
-		}()
-		tc.Run(t)
-	}()
-	select {
-	case <-done:
-	case <-cctx.Done():
-		t.Errorf("case did not finish within %v", e.cfg.CaseTimeout)
-		<-done
-	}
-	res.Log = t.logs
-	switch {
-	case t.skipped:
-		res.Status, res.Reason = report.Skip, t.skipReason
-	case t.failed:
-		res.Status, res.Reason = report.Fail, strings.Join(t.errors, "\n")
-	default:
-		res.Status = report.Pass
-	}
-	if leaks := e.waitNoLeaks(ctx, before, t.hostSides, 5*time.Second); len(leaks) > 0 {
-		res.Leaks = leaks
-		if res.Status != report.Skip {
-			res.Status = report.Fail
-			if res.Reason == "" {
-				res.Reason = "fail (leak): the case left residue behind"
-			}
-		}
-	}
-	return res
+func (e *env) runCase(ctx context.Context, tc Case) report.Result {
+	var t *T
+	return caserun.Run(ctx, caserun.Case{
+		Result:     report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: "core", Capability: tc.Capability, Anchor: tc.Anchor},
+		Advertised: e.capability(tc.Capability),
+		Timeout:    e.cfg.CaseTimeout,
+		Watch: func() func() []string {
+			before := e.snapshot(ctx, nil)
+			return func() []string { return e.waitNoLeaks(ctx, before, t.attachedHostSides(), 5*time.Second) }
+		},
+		Body: func(base *caserun.T) {
+			t = &T{T: base, env: e, id: tc.ID}
+			tc.Run(t)
+		},
+	})
 }
 
 // T is a case's handle, like testing.T: Errorf records a failure, Fatalf
-// records one and ends the case, Skipf ends it as skipped.
+// records one and ends the case, Skipf ends it as skipped. Context,
+// Errorf, Fatalf, Skipf, Logf, Cleanup and Eventually are the ones every
+// conformance suite shares.
 type T struct {
-	ctx context.Context
+	*caserun.T
 	env *env
 	id  string
 
-	mu         sync.Mutex
-	failed     bool
-	errors     []string
-	logs       []string
-	skipped    bool
-	skipReason string
-	cleanups   []func()
-	servers    map[netip.Addr]*server // by the address probes reach them at
-	hostSides  []string               // the host interfaces Attach answered
+	mu        sync.Mutex             // guards servers and hostSides
+	servers   map[netip.Addr]*server // by the address probes reach them at
+	hostSides []string               // the host interfaces Attach answered
 }
 
-// Context is the case's context; it ends when the case times out.
-func (t *T) Context() context.Context { return t.ctx }
+// attachedHostSides is the host interfaces Attach answered during the
+// case (none if the case never started).
+func (t *T) attachedHostSides() []string {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.hostSides
+}
 
 // Client is the plugin's current client; the case ends if the plugin is
 // not running.
@@ -305,84 +273,8 @@ func (t *T) Client() *networkv1.Client {
 // Caps is the plugin's capabilities.
 func (t *T) Caps() *networkv1.CapabilitiesResponse { return t.env.caps }
 
-// Errorf records a failure and goes on.
-func (t *T) Errorf(format string, args ...any) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.failed = true
-	t.errors = append(t.errors, fmt.Sprintf(format, args...))
-}
-
-// Fatalf records a failure and ends the goroutine that calls it: the
-// case, when called from the case's goroutine. Helper goroutines must
-// release what they hold in deferred calls.
-func (t *T) Fatalf(format string, args ...any) {
-	t.Errorf(format, args...)
-	runtime.Goexit()
-}
-
-// Skipf ends the case as skipped, for a capability the gate could not
-// express.
-func (t *T) Skipf(format string, args ...any) {
-	t.mu.Lock()
-	t.skipped, t.skipReason = true, fmt.Sprintf(format, args...)
-	t.mu.Unlock()
-	runtime.Goexit()
-}
-
-// Logf records a line in the case's log (the report's evidence).
-func (t *T) Logf(format string, args ...any) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.logs = append(t.logs, fmt.Sprintf(format, args...))
-}
-
-// Cleanup registers f to run when the case ends, last registered first.
-func (t *T) Cleanup(f func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.cleanups = append(t.cleanups, f)
-}
-
-func (t *T) runCleanups() {
-	for {
-		t.mu.Lock()
-		if len(t.cleanups) == 0 {
-			t.mu.Unlock()
-			return
-		}
-		f := t.cleanups[len(t.cleanups)-1]
-		t.cleanups = t.cleanups[:len(t.cleanups)-1]
-		t.mu.Unlock()
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					t.Errorf("cleanup panicked: %v", r)
-				}
-			}()
-			f()
-		}()
-	}
-}
-
 // cleanupContext is a context for cleanups: it outlives the case's, for
 // at most 30 seconds.
 func (t *T) cleanupContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(t.ctx), 30*time.Second)
-}
-
-// Eventually polls cond every 50 ms until it holds, and ends the case if
-// it does not within the given time.
-func (t *T) Eventually(within time.Duration, what string, cond func() bool) {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		select {
-		case <-t.ctx.Done():
-			t.Fatalf("%s: %v", what, t.ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/paddock-dev/paddock/conformance/internal/suitetest"
 	"github.com/paddock-dev/paddock/conformance/networktest"
 	"github.com/paddock-dev/paddock/conformance/networktest/faulty"
 	"github.com/paddock-dev/paddock/conformance/report"
@@ -157,25 +158,6 @@ func removeDataplane(t *testing.T, name string) {
 	}
 }
 
-// withStatus returns the ids of the cases that ended with status.
-func withStatus(rep *report.Report, status report.Status) []string {
-	var ids []string
-	for _, r := range rep.Results {
-		if r.Status == status {
-			ids = append(ids, r.ID)
-		}
-	}
-	return ids
-}
-
-func summary(rep *report.Report) string {
-	var s strings.Builder
-	rep.WriteSummary(&s)
-	return s.String()
-}
-
-func focusOn(ids []string) string { return "^(" + strings.Join(ids, "|") + ")$" }
-
 func asIs(bridge []byte) []byte { return bridge }
 
 // TestBridgePassesEveryCase runs the whole suite against the bridge
@@ -186,8 +168,8 @@ func TestBridgePassesEveryCase(t *testing.T) {
 	if len(rep.Results) != len(networktest.Cases()) {
 		t.Errorf("ran %d cases, want %d", len(rep.Results), len(networktest.Cases()))
 	}
-	if f, s := withStatus(rep, report.Fail), withStatus(rep, report.Skip); len(f)+len(s) > 0 || !rep.Certified {
-		t.Errorf("the bridge failed %v and skipped %v:\n%s", f, s, summary(rep))
+	if f, s := suitetest.WithStatus(rep, report.Fail), suitetest.WithStatus(rep, report.Skip); len(f)+len(s) > 0 || !rep.Certified {
+		t.Errorf("the bridge failed %v and skipped %v:\n%s", f, s, suitetest.Summary(rep))
 	}
 }
 
@@ -230,12 +212,12 @@ func TestSuiteCatchesFaults(t *testing.T) {
 			if tc.only != nil {
 				cases = tc.only
 			}
-			rep := suite(t, faultyPlugin, config, focusOn(cases))
-			got := withStatus(rep, report.Fail)
+			rep := suite(t, faultyPlugin, config, suitetest.FocusOn(cases))
+			got := suitetest.WithStatus(rep, report.Fail)
 			if !slices.Equal(got, tc.want) {
-				t.Errorf("with fault %s the failed cases are %v, want %v:\n%s", tc.fault, got, tc.want, summary(rep))
+				t.Errorf("with fault %s the failed cases are %v, want %v:\n%s", tc.fault, got, tc.want, suitetest.Summary(rep))
 			}
-			if s := withStatus(rep, report.Skip); len(s) > 0 {
+			if s := suitetest.WithStatus(rep, report.Skip); len(s) > 0 {
 				t.Errorf("with fault %s cases were skipped: %v", tc.fault, s)
 			}
 		})

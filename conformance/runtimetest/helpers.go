@@ -44,13 +44,13 @@ func (t *T) Sandbox(cfg *runtimev1.SandboxConfig) *runtimev1.Sandbox {
 	if cfg == nil {
 		cfg = t.sandboxConfig()
 	}
-	resp, err := t.Client().CreateSandbox(t.ctx, &runtimev1.CreateSandboxRequest{Config: cfg})
+	resp, err := t.Client().CreateSandbox(t.Context(), &runtimev1.CreateSandboxRequest{Config: cfg})
 	if err != nil {
 		t.Fatalf("CreateSandbox: %v", err)
 	}
 	id := resp.Sandbox.Id
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
 		defer cancel()
 		if _, err := t.Client().StopSandbox(ctx, &runtimev1.StopSandboxRequest{Id: id}); err != nil {
 			t.Errorf("cleanup StopSandbox(%s): %v", id, err)
@@ -69,7 +69,7 @@ func (t *T) containerConfig(cmd ...string) *runtimev1.ContainerConfig {
 
 // Container creates a container; the sandbox's removal removes it.
 func (t *T) Container(sb *runtimev1.Sandbox, cfg *runtimev1.ContainerConfig) *runtimev1.Container {
-	resp, err := t.Client().CreateContainer(t.ctx, &runtimev1.CreateContainerRequest{SandboxId: sb.Id, Config: cfg})
+	resp, err := t.Client().CreateContainer(t.Context(), &runtimev1.CreateContainerRequest{SandboxId: sb.Id, Config: cfg})
 	if err != nil {
 		t.Fatalf("CreateContainer(%v): %v", cfg.Command, err)
 	}
@@ -78,7 +78,7 @@ func (t *T) Container(sb *runtimev1.Sandbox, cfg *runtimev1.ContainerConfig) *ru
 
 // Start starts a container.
 func (t *T) Start(id string) {
-	if _, err := t.Client().StartContainer(t.ctx, &runtimev1.StartContainerRequest{Id: id}); err != nil {
+	if _, err := t.Client().StartContainer(t.Context(), &runtimev1.StartContainerRequest{Id: id}); err != nil {
 		t.Fatalf("StartContainer(%s): %v", id, err)
 	}
 }
@@ -92,7 +92,7 @@ func (t *T) RunContainer(sb *runtimev1.Sandbox, cmd ...string) *runtimev1.Contai
 
 // Inspect returns a container's state.
 func (t *T) Inspect(id string) *runtimev1.Container {
-	c, err := t.Client().InspectContainer(t.ctx, &runtimev1.InspectContainerRequest{Id: id})
+	c, err := t.Client().InspectContainer(t.Context(), &runtimev1.InspectContainerRequest{Id: id})
 	if err != nil {
 		t.Fatalf("InspectContainer(%s): %v", id, err)
 	}
@@ -101,7 +101,7 @@ func (t *T) Inspect(id string) *runtimev1.Container {
 
 // Wait waits for a container to exit.
 func (t *T) Wait(id string) *runtimev1.ExitStatus {
-	st, err := t.Client().WaitContainer(t.ctx, &runtimev1.WaitContainerRequest{Id: id})
+	st, err := t.Client().WaitContainer(t.Context(), &runtimev1.WaitContainerRequest{Id: id})
 	if err != nil {
 		t.Fatalf("WaitContainer(%s): %v", id, err)
 	}
@@ -120,7 +120,7 @@ func (t *T) WaitRunning(id string) *runtimev1.Container {
 
 // Exec runs a command in a container and returns its output.
 func (t *T) Exec(id string, timeout time.Duration, cmd ...string) *runtimev1.ExecSyncResponse {
-	resp, err := t.Client().ExecSync(t.ctx, &runtimev1.ExecSyncRequest{Id: id, Command: cmd, TimeoutSeconds: int64(timeout / time.Second)})
+	resp, err := t.Client().ExecSync(t.Context(), &runtimev1.ExecSyncRequest{Id: id, Command: cmd, TimeoutSeconds: int64(timeout / time.Second)})
 	if err != nil {
 		t.Fatalf("ExecSync(%s, %q): %v", id, cmd, err)
 	}
@@ -129,7 +129,7 @@ func (t *T) Exec(id string, timeout time.Duration, cmd ...string) *runtimev1.Exe
 
 // Logs returns a container's log lines so far as "stream text".
 func (t *T) Logs(id string) []string {
-	stream, err := t.Client().Logs(t.ctx, &runtimev1.LogsRequest{Id: id})
+	stream, err := t.Client().Logs(t.Context(), &runtimev1.LogsRequest{Id: id})
 	if err != nil {
 		t.Fatalf("Logs(%s): %v", id, err)
 	}

@@ -16,12 +16,11 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/paddock-dev/paddock/conformance/internal/caserun"
 	"github.com/paddock-dev/paddock/conformance/report"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 )
@@ -171,9 +170,7 @@ type env struct {
 func (e *env) record(ctx context.Context, rep *report.Report, tc Case) {
 	res := e.runCase(ctx, tc)
 	rep.Results = append(rep.Results, res)
-	if e.cfg.Progress != nil {
-		fmt.Fprintf(e.cfg.Progress, "%s %s %s\n", strings.ToUpper(string(res.Status)), tc.ID, tc.Name)
-	}
+	caserun.Progress(e.cfg.Progress, res)
 }
 
 // capability reports whether the plugin advertises a Capabilities field.
@@ -199,150 +196,31 @@ func (e *env) capability(name string) bool {
 	return false
 }
 
-func (e *env) runCase(ctx context.Context, tc Case) (res report.Result) {
-	res = report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: tc.Profile, Capability: tc.Capability, Anchor: tc.Anchor}
-	start := time.Now()
-	defer func() { res.Duration = time.Since(start) }()
-	if !e.capability(tc.Capability) {
-		res.Status, res.Reason = report.Skip, fmt.Sprintf("the plugin does not advertise capability %s", tc.Capability)
-		return res
-	}
-	before := snapshot()
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CaseTimeout)
-	defer cancel()
-	t := &T{ctx: cctx, env: e, id: tc.ID}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer t.runCleanups()
-		defer func() {
-			if r := recover(); r != nil {
-				t.Errorf("case panicked: %v", r)
-			}
-		}()
-		tc.Run(t)
-	}()
-	select {
-	case <-done:
-	case <-cctx.Done():
-		t.Errorf("case did not finish within %v", e.cfg.CaseTimeout)
-		<-done
-	}
-	res.Log = t.logs
-	switch {
-	case t.skipped:
-		res.Status, res.Reason = report.Skip, t.skipReason
-	case t.failed:
-		res.Status, res.Reason = report.Fail, strings.Join(t.errors, "\n")
-	default:
-		res.Status = report.Pass
-	}
-	if leaks := e.waitNoLeaks(before, 10*time.Second); len(leaks) > 0 {
-		res.Leaks = leaks
-		if res.Status != report.Skip {
-			res.Status = report.Fail
-			if res.Reason == "" {
-				res.Reason = "fail (leak): the case left residue behind"
-			}
-		}
-	}
-	return res
+func (e *env) runCase(ctx context.Context, tc Case) report.Result {
+	return caserun.Run(ctx, caserun.Case{
+		Result:     report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: tc.Profile, Capability: tc.Capability, Anchor: tc.Anchor},
+		Advertised: e.capability(tc.Capability),
+		Timeout:    e.cfg.CaseTimeout,
+		Watch: func() func() []string {
+			before := snapshot()
+			return func() []string { return e.waitNoLeaks(before, 10*time.Second) }
+		},
+		Body: func(base *caserun.T) { tc.Run(&T{T: base, env: e, id: tc.ID}) },
+	})
 }
 
 // T is a case's handle, like testing.T: Errorf records a failure, Fatalf
-// records one and ends the case, Skipf ends it as skipped.
+// records one and ends the case, Skipf ends it as skipped. Context,
+// Errorf, Fatalf, Skipf, Logf, Cleanup and Eventually are the ones every
+// conformance suite shares.
 type T struct {
-	ctx context.Context
+	*caserun.T
 	env *env
 	id  string
-
-	mu         sync.Mutex
-	failed     bool
-	errors     []string
-	logs       []string
-	skipped    bool
-	skipReason string
-	cleanups   []func()
 }
-
-// Context is the case's context; it ends when the case times out.
-func (t *T) Context() context.Context { return t.ctx }
 
 // Client is the plugin's current client.
 func (t *T) Client() *runtimev1.Client { return t.env.cfg.Target.Client() }
 
 // Caps is the plugin's capabilities.
 func (t *T) Caps() *runtimev1.CapabilitiesResponse { return t.env.caps }
-
-// Errorf records a failure and goes on.
-func (t *T) Errorf(format string, args ...any) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.failed = true
-	t.errors = append(t.errors, fmt.Sprintf(format, args...))
-}
-
-// Fatalf records a failure and ends the case.
-func (t *T) Fatalf(format string, args ...any) {
-	t.Errorf(format, args...)
-	runtime.Goexit()
-}
-
-// Skipf ends the case as skipped. Cases skip only for a missing
-// capability that the gate could not express.
-func (t *T) Skipf(format string, args ...any) {
-	t.mu.Lock()
-	t.skipped, t.skipReason = true, fmt.Sprintf(format, args...)
-	t.mu.Unlock()
-	runtime.Goexit()
-}
-
-// Logf records a line in the case's log.
-func (t *T) Logf(format string, args ...any) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.logs = append(t.logs, fmt.Sprintf(format, args...))
-}
-
-// Cleanup registers f to run when the case ends, last registered first.
-func (t *T) Cleanup(f func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.cleanups = append(t.cleanups, f)
-}
-
-func (t *T) runCleanups() {
-	for {
-		t.mu.Lock()
-		if len(t.cleanups) == 0 {
-			t.mu.Unlock()
-			return
-		}
-		f := t.cleanups[len(t.cleanups)-1]
-		t.cleanups = t.cleanups[:len(t.cleanups)-1]
-		t.mu.Unlock()
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					t.Errorf("cleanup panicked: %v", r)
-				}
-			}()
-			f()
-		}()
-	}
-}
-
-// Eventually polls cond every 50 ms until it holds or within passes.
-func (t *T) Eventually(within time.Duration, what string, cond func() bool) {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		select {
-		case <-t.ctx.Done():
-			t.Fatalf("%s: %v", what, t.ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}

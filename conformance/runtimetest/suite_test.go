@@ -3,20 +3,20 @@ package runtimetest_test
 import (
 	"context"
 	"fmt"
-	"github.com/paddock-dev/paddock/internal/testbin"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/paddock-dev/paddock/conformance/internal/suitetest"
 	"github.com/paddock-dev/paddock/conformance/report"
 	"github.com/paddock-dev/paddock/conformance/runtimetest"
 	"github.com/paddock-dev/paddock/conformance/runtimetest/faulty"
+	"github.com/paddock-dev/paddock/internal/testbin"
 	"github.com/paddock-dev/paddock/internal/testlock"
 	"github.com/paddock-dev/paddock/plugins/pluginhost"
 )
@@ -97,19 +97,8 @@ func suite(t *testing.T, plugin string, env map[string]string, focus string) *re
 	return rep
 }
 
-// withStatus returns the ids of the cases that ended with status.
-func withStatus(rep *report.Report, status report.Status) []string {
-	var ids []string
-	for _, r := range rep.Results {
-		if r.Status == status {
-			ids = append(ids, r.ID)
-		}
-	}
-	return ids
-}
-
-func failed(rep *report.Report) []string  { return withStatus(rep, report.Fail) }
-func skipped(rep *report.Report) []string { return withStatus(rep, report.Skip) }
+func failed(rep *report.Report) []string  { return suitetest.WithStatus(rep, report.Fail) }
+func skipped(rep *report.Report) []string { return suitetest.WithStatus(rep, report.Skip) }
 
 // The cases the fault tests run: the ones the faults break, and a
 // control.
@@ -120,24 +109,20 @@ var faultCases = []string{"RT-HS-002", "RT-HS-007", "RT-CAP-003", "RT-SB-001", "
 // only.
 var runcOnlyCases = []string{"RT-HS-001", "RT-HS-005", "RT-HS-006", "RT-EX-007"}
 
-func focusOn(ids []string) string { return "^(" + strings.Join(ids, "|") + ")$" }
-
 // TestRuncPassesTheFocusedCases runs the cases the fault tests need and
 // the plugin-process cases against runc: all pass, and a case is skipped
 // only for exec_tty, which runc may not advertise.
 func TestRuncPassesTheFocusedCases(t *testing.T) {
 	ids := slices.Concat(faultCases, runcOnlyCases)
-	rep := suite(t, runcPlugin, nil, focusOn(ids))
+	rep := suite(t, runcPlugin, nil, suitetest.FocusOn(ids))
 	if len(rep.Results) != len(ids) {
 		t.Fatalf("ran %d cases, want %d", len(rep.Results), len(ids))
 	}
-	var s strings.Builder
-	rep.WriteSummary(&s)
 	if f := failed(rep); len(f) > 0 {
-		t.Errorf("runc failed %v:\n%s", f, s.String())
+		t.Errorf("runc failed %v:\n%s", f, suitetest.Summary(rep))
 	}
 	if sk := skipped(rep); len(sk) > 0 && !slices.Equal(sk, []string{"RT-EX-004"}) {
-		t.Errorf("runc skipped %v, want none but RT-EX-004 (exec_tty):\n%s", sk, s.String())
+		t.Errorf("runc skipped %v, want none but RT-EX-004 (exec_tty):\n%s", sk, suitetest.Summary(rep))
 	}
 }
 
@@ -168,7 +153,7 @@ func TestSuiteCatchesFaults(t *testing.T) {
 				faulty.EnvTarget: runcPlugin,
 				faulty.EnvFaults: tc.fault,
 				faulty.EnvState:  state,
-			}, focusOn(faultCases))
+			}, suitetest.FocusOn(faultCases))
 			got := failed(rep)
 			slices.Sort(got)
 			// A case the capabilities skip cannot fail: RT-EX-004 runs
@@ -178,9 +163,7 @@ func TestSuiteCatchesFaults(t *testing.T) {
 				t.Logf("skipped for a capability, so not expected to fail: %v", skipped(rep))
 			}
 			if !slices.Equal(got, want) {
-				var s strings.Builder
-				rep.WriteSummary(&s)
-				t.Errorf("with fault %s the failed cases are %v, want %v:\n%s", tc.fault, got, want, s.String())
+				t.Errorf("with fault %s the failed cases are %v, want %v:\n%s", tc.fault, got, want, suitetest.Summary(rep))
 			}
 			if tc.fault == faulty.LeakProcess {
 				killStrays(t)
