@@ -91,7 +91,10 @@ while [ $# -gt 0 ]; do
 	shift
 done
 [ -n "$FAKE_RUNC_FAIL" ] && { echo '{"level":"error","msg":"no such binary"}' >> runc.log; exit 1; }
-/bin/sh -c "$FAKE_RUNC_SCRIPT" &
+# Like runc's, the container outlives this process as its orphan: it
+# waits until this shell is gone (so that the shell cannot reap it) and is
+# then the shim's to reap, the shim being a subreaper.
+/bin/sh -c 'while kill -0 '$$' 2>/dev/null; do sleep 0.01; done; '"$FAKE_RUNC_SCRIPT" &
 echo $! > "$pidfile"
 `
 
