@@ -64,9 +64,19 @@ func TestResourcesStatsUpdate(t *testing.T) {
 			t.Errorf("pids.max = %s, want 50", got)
 		}
 	}
-	st, err := h.p.Stats(ctx, &runtimev1.StatsRequest{Id: c.Id})
-	if err != nil {
-		t.Fatal(err)
+	// Right after the start, runc's init may still be on its way to
+	// exec the command (its threads count as pids): poll until it has.
+	var st *runtimev1.ContainerStats
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if st, err = h.p.Stats(ctx, &runtimev1.StatsRequest{Id: c.Id}); err != nil {
+			t.Fatal(err)
+		}
+		if st.Pids == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if st.MemoryLimitBytes != 64<<20 || st.Pids != 1 || st.CpuUsageNanos == 0 || st.MemoryUsageBytes == 0 {
 		t.Errorf("Stats = %v, want limit 64 MiB, 1 pid, some cpu and memory", st)
