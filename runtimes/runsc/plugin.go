@@ -1,0 +1,28 @@
+package runsc
+
+import (
+	"github.com/paddock-dev/paddock/runtimes/internal/ociruntime"
+)
+
+// Plugin is the gVisor runtime plugin. Create it with New; it serves
+// nothing until SetConfig has named its state directory.
+type Plugin = ociruntime.Plugin
+
+// Options are what New needs besides the configuration SetConfig gives
+// (their Flavor is ignored: New sets runsc).
+type Options = ociruntime.Options
+
+// New returns a runsc plugin with opts.
+func New(opts Options) *Plugin {
+	opts.Flavor = ociruntime.Runsc
+	return ociruntime.New(opts)
+}
+
+// IsShim reports whether a process with arguments args (os.Args) is to run
+// as a container shim; its main then calls RunShim instead of serving the
+// plugin.
+func IsShim(args []string) bool { return ociruntime.IsShim(args) }
+
+// RunShim runs the shim with os.Args[2:] as args and returns the process's
+// exit code. See IsShim.
+func RunShim(args []string) int { return ociruntime.RunShim(args) }
