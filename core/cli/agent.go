@@ -51,7 +51,7 @@ func (f *agentFlags) register(cmd *cobra.Command, standalone bool) {
 	fl.StringVar(&f.networkConfig, "network-config", "", "configuration of the network plugin, a JSON file")
 	fl.StringSliceVar(&f.clusterDNS, "cluster-dns", nil, "nameservers of pods' resolv.conf (default: the cluster DNS service IP, the 10th address of the service range)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "address reported as the node's InternalIP (default: the first global IPv4 address)")
-	fl.StringArrayVar(&f.runtimes, "runtime", nil, "runtime plugin NAME=PATH, repeatable (default: runc=paddock-runtime-runc next to this binary)")
+	fl.StringArrayVar(&f.runtimes, "runtime", nil, "runtime plugin NAME=PATH, repeatable (default: runc=paddock-runtime-runc next to this binary, and runsc=paddock-runtime-runsc when it is there with runsc)")
 	fl.StringArrayVar(&f.runtimeConfigs, "runtime-config", nil, "configuration of a runtime plugin, NAME=FILE (JSON), repeatable")
 	fl.StringArrayVar(&f.labels, "label", nil, "node label KEY=VALUE, repeatable")
 	fl.Int64Var(&f.maxPods, "max-pods", 110, "most pods this node runs")
@@ -72,8 +72,24 @@ func defaultNodeName() string {
 	return h
 }
 
-// defaultRuntime is the runc plugin next to the running binary.
-func defaultRuntime() string { return defaultPlugin("runc", "paddock-runtime-runc") }
+// defaultRuntimes are the runc plugin next to the running binary and,
+// when it is there with its runsc, the gVisor plugin (`make build` puts
+// both in bin/).
+func defaultRuntimes() []string {
+	out := []string{defaultPlugin("runc", "paddock-runtime-runc")}
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		if isFile(filepath.Join(dir, "paddock-runtime-runsc")) && isFile(filepath.Join(dir, "runsc")) {
+			out = append(out, "runsc="+filepath.Join(dir, "paddock-runtime-runsc"))
+		}
+	}
+	return out
+}
+
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
 
 // defaultPlugin is NAME=PATH of the plugin binary next to the running
 // binary.
@@ -90,7 +106,7 @@ func (f *agentFlags) config(g *globals, logFormat, logLevel string) (agent.Confi
 	cfg := agent.Config{NodeName: f.nodeName, DataDir: f.dataDir, NodeIP: f.nodeIP, MaxPods: f.maxPods, StreamsListen: f.streamsListen, Version: Version}
 	runtimes := f.runtimes
 	if len(runtimes) == 0 {
-		runtimes = []string{defaultRuntime()}
+		runtimes = defaultRuntimes()
 	}
 	byName := map[string]int{}
 	for _, r := range runtimes {

@@ -120,8 +120,10 @@ func newUpCmd(g *globals) *cobra.Command {
 		Use:   "up",
 		Short: "Run an all-in-one cluster on this machine",
 		Long: `Run an all-in-one cluster on this machine: the control plane on an embedded
-etcd, the scheduler and controllers, and a node agent with the runc runtime
-plugin. It writes DATA_DIR/admin.conf and points ~/.paddock/config at it when
+etcd, the scheduler and controllers, the cluster DNS, and a node agent with
+the runc and gVisor runtime plugins (runtime classes runc and gvisor, when
+runsc and its plugin are next to this binary) and the bridge network plugin.
+It writes DATA_DIR/admin.conf and points ~/.paddock/config at it when
 that is free, so client commands work right away. Image archives in
 DATA_DIR/agent/import are imported at start (make up puts the test images
 there).
