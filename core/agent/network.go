@@ -132,18 +132,19 @@ func (a *Agent) attach(ctx context.Context, pod *api.Pod, ns string) (*attachmen
 		return nil, err
 	}
 	id := filepath.Base(ns)
-	resp, err := c.Attach(ctx, &networkv1.AttachRequest{
+	req := &networkv1.AttachRequest{
 		SandboxId: id,
 		Tenant:    pod.Metadata.Tenant,
 		PodName:   pod.Metadata.Name,
 		Labels:    pod.Metadata.Labels,
 		NetnsPath: ns,
 		Ifname:    podIfname,
-	})
+	}
+	resp, err := c.Attach(ctx, req)
 	if errdefs.IsAlreadyExists(err) {
 		// Left by a crash between Attach and the sandbox: start over.
 		a.detach(ctx, id, ns)
-		resp, err = c.Attach(ctx, &networkv1.AttachRequest{SandboxId: id, Tenant: pod.Metadata.Tenant, PodName: pod.Metadata.Name, Labels: pod.Metadata.Labels, NetnsPath: ns, Ifname: podIfname})
+		resp, err = c.Attach(ctx, req)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach the pod's network: %w", err)
