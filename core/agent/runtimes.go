@@ -23,6 +23,11 @@ type runtimes struct {
 	mu     sync.Mutex
 	byName map[string]*pluginhost.Instance
 	order  []string
+	// caps are each plugin's capabilities, asked at launch and after
+	// every restart: which handlers it runs and how strongly they isolate.
+	caps map[string]*runtimev1.CapabilitiesResponse
+	// unoffered are the reasons already logged for classes not offered.
+	unoffered map[string]bool
 }
 
 // launchRuntimes starts (or reattaches to) every configured plugin.
@@ -35,7 +40,7 @@ func (a *Agent) launchRuntimes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.rt = &runtimes{host: host, byName: map[string]*pluginhost.Instance{}}
+	a.rt = &runtimes{host: host, byName: map[string]*pluginhost.Instance{}, caps: map[string]*runtimev1.CapabilitiesResponse{}, unoffered: map[string]bool{}}
 	for _, r := range a.cfg.Runtimes {
 		inst, err := host.Launch(ctx, pluginhost.RuntimeKind, r.Name, r.Path, r.Config)
 		if err != nil {
@@ -49,6 +54,76 @@ func (a *Agent) launchRuntimes(ctx context.Context) error {
 		a.log.Info("runtime plugin "+how, "plugin", r.Name, "pid", inst.PID(), "version", inst.Info().Version)
 		a.rt.byName[r.Name] = inst
 		a.rt.order = append(a.rt.order, r.Name)
+		if err := a.rt.askCapabilities(ctx, r.Name); err != nil {
+			host.Close()
+			return fmt.Errorf("runtime plugin %s: %w", r.Name, err)
+		}
+	}
+	return nil
+}
+
+// askCapabilities asks the named plugin what it can do and keeps the
+// answer.
+func (r *runtimes) askCapabilities(ctx context.Context, name string) error {
+	c, err := r.client(name)
+	if err != nil {
+		return err
+	}
+	caps, err := c.Capabilities(ctx, &runtimev1.CapabilitiesRequest{})
+	if err != nil {
+		return fmt.Errorf("Capabilities: %w", err)
+	}
+	r.mu.Lock()
+	r.caps[name] = caps
+	r.mu.Unlock()
+	return nil
+}
+
+// firstTime says whether this reason for not offering a class is new.
+func (r *runtimes) firstTime(reason error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unoffered[reason.Error()] {
+		return false
+	}
+	r.unoffered[reason.Error()] = true
+	return true
+}
+
+// isolationRank orders the isolation classes from weakest to strongest.
+var isolationRank = map[api.IsolationClass]runtimev1.IsolationClass{
+	api.IsolationNamespace:       runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE,
+	api.IsolationUserspaceKernel: runtimev1.IsolationClass_ISOLATION_CLASS_USERSPACE_KERNEL,
+	api.IsolationVM:              runtimev1.IsolationClass_ISOLATION_CLASS_VM,
+}
+
+// isolationName is the API's name of a plugin's isolation class.
+func isolationName(c runtimev1.IsolationClass) string {
+	for name, rank := range isolationRank {
+		if rank == c {
+			return string(name)
+		}
+	}
+	return "nothing declared"
+}
+
+// offers says why this node cannot run a runtime class, or nil when it
+// can: the class's plugin runs here, runs the class's handler, and that
+// handler isolates at least as strongly as the class claims — a class
+// that claims a sandbox must never land on a handler that has none.
+func (r *runtimes) offers(rc *api.RuntimeClass) error {
+	r.mu.Lock()
+	caps, ok := r.caps[rc.Spec.Plugin]
+	r.mu.Unlock()
+	if !ok {
+		return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime class %q: runtime plugin %q is not run by this node", rc.Metadata.Name, rc.Spec.Plugin))
+	}
+	got, ok := caps.Isolation(rc.Spec.Handler)
+	if !ok {
+		return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime class %q: runtime plugin %q has no handler %q (it has %s)", rc.Metadata.Name, rc.Spec.Plugin, rc.Spec.Handler, strings.Join(caps.GetHandlers(), ", ")))
+	}
+	if want := isolationRank[rc.Spec.Isolation]; got < want {
+		return errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime class %q claims isolation %s, but runtime plugin %q handler %q isolates with %s only", rc.Metadata.Name, rc.Spec.Isolation, rc.Spec.Plugin, rc.Spec.Handler, isolationName(got)))
 	}
 	return nil
 }
@@ -91,17 +166,24 @@ func (a *Agent) runtimeFor(pod *api.Pod) (name string, c *runtimev1.Client, hand
 		return "", nil, "", errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("runtime class %q does not exist", class))
 	}
 	rc := obj.(*api.RuntimeClass)
+	if err := a.rt.offers(rc); err != nil {
+		return "", nil, "", err
+	}
 	c, err = a.rt.client(rc.Spec.Plugin)
 	return rc.Spec.Plugin, c, rc.Spec.Handler, err
 }
 
-// offeredClasses lists the runtime classes whose plugin this node runs.
+// offeredClasses lists the runtime classes this node can run (offers).
 func (a *Agent) offeredClasses() []string {
 	var out []string
 	for _, o := range a.classes.List() {
 		rc := o.(*api.RuntimeClass)
-		if slices.Contains(a.rt.order, rc.Spec.Plugin) {
+		err := a.rt.offers(rc)
+		switch {
+		case err == nil:
 			out = append(out, rc.Metadata.Name)
+		case slices.Contains(a.rt.order, rc.Spec.Plugin) && a.rt.firstTime(err):
+			a.log.Warn("runtime class not offered", "error", err)
 		}
 	}
 	slices.Sort(out)
@@ -122,6 +204,9 @@ func (a *Agent) pluginEvent(ev pluginhost.Event) {
 			return
 		}
 		go func() {
+			if err := a.rt.askCapabilities(context.Background(), ev.Plugin); err != nil {
+				a.log.Error("restarted plugin's capabilities", "plugin", ev.Plugin, "error", err)
+			}
 			a.recoverSandboxes(context.Background(), ev.Plugin)
 			a.resyncAll()
 		}()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // importChunk is the size of the ImportImage messages ImportArchive sends.
@@ -56,4 +57,18 @@ func (c *Client) ImportFile(ctx context.Context, path string) (*ImportImageRespo
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	return resp, nil
+}
+
+// Isolation returns how strongly the plugin isolates a RuntimeClass's
+// handler, and whether the plugin runs that handler at all: the empty
+// handler is the plugin's default; any other must be one of Handlers.
+// A handler not in HandlerIsolation isolates as IsolationClass says.
+func (r *CapabilitiesResponse) Isolation(handler string) (IsolationClass, bool) {
+	if handler != "" && !slices.Contains(r.GetHandlers(), handler) {
+		return IsolationClass_ISOLATION_CLASS_UNSPECIFIED, false
+	}
+	if c, ok := r.GetHandlerIsolation()[handler]; ok {
+		return c, true
+	}
+	return r.GetIsolationClass(), true
 }

@@ -332,8 +332,13 @@ type CapabilitiesResponse struct {
 	// plugin that cannot leave them running while it restarts).
 	ContainersTiedToPlugin bool     `protobuf:"varint,9,opt,name=containers_tied_to_plugin,json=containersTiedToPlugin,proto3" json:"containers_tied_to_plugin,omitempty"`
 	Handlers               []string `protobuf:"bytes,10,rep,name=handlers,proto3" json:"handlers,omitempty"` // handlers a RuntimeClass may name
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// handler_isolation is the isolation class of each handler whose class
+	// differs from isolation_class (containerd's runsc shim beside its runc
+	// one). A node offers a RuntimeClass only when its handler isolates at
+	// least as strongly as the class says.
+	HandlerIsolation map[string]IsolationClass `protobuf:"bytes,11,rep,name=handler_isolation,json=handlerIsolation,proto3" json:"handler_isolation,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value,enum=paddock.runtime.v1.IsolationClass"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CapabilitiesResponse) Reset() {
@@ -432,6 +437,13 @@ func (x *CapabilitiesResponse) GetContainersTiedToPlugin() bool {
 func (x *CapabilitiesResponse) GetHandlers() []string {
 	if x != nil {
 		return x.Handlers
+	}
+	return nil
+}
+
+func (x *CapabilitiesResponse) GetHandlerIsolation() map[string]IsolationClass {
+	if x != nil {
+		return x.HandlerIsolation
 	}
 	return nil
 }
@@ -4030,7 +4042,7 @@ const file_runtime_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fapi_versions\x18\x03 \x03(\tR\vapiVersions\x12#\n" +
 	"\rconfig_schema\x18\x04 \x01(\tR\fconfigSchema\"\x15\n" +
-	"\x13CapabilitiesRequest\"\xa1\x03\n" +
+	"\x13CapabilitiesRequest\"\xf7\x04\n" +
 	"\x14CapabilitiesResponse\x12K\n" +
 	"\x0fisolation_class\x18\x01 \x01(\x0e2\".paddock.runtime.v1.IsolationClassR\x0eisolationClass\x12\x12\n" +
 	"\x04exec\x18\x02 \x01(\bR\x04exec\x12\x19\n" +
@@ -4044,7 +4056,11 @@ const file_runtime_proto_rawDesc = "" +
 	"\x10read_only_rootfs\x18\b \x01(\bR\x0ereadOnlyRootfs\x129\n" +
 	"\x19containers_tied_to_plugin\x18\t \x01(\bR\x16containersTiedToPlugin\x12\x1a\n" +
 	"\bhandlers\x18\n" +
-	" \x03(\tR\bhandlers\"h\n" +
+	" \x03(\tR\bhandlers\x12k\n" +
+	"\x11handler_isolation\x18\v \x03(\v2>.paddock.runtime.v1.CapabilitiesResponse.HandlerIsolationEntryR\x10handlerIsolation\x1ag\n" +
+	"\x15HandlerIsolationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
+	"\x05value\x18\x02 \x01(\x0e2\".paddock.runtime.v1.IsolationClassR\x05value:\x028\x01\"h\n" +
 	"\x10SetConfigRequest\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x16\n" +
@@ -4381,7 +4397,7 @@ func file_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_runtime_proto_goTypes = []any{
 	(IsolationClass)(0),             // 0: paddock.runtime.v1.IsolationClass
 	(SandboxState)(0),               // 1: paddock.runtime.v1.SandboxState
@@ -4451,109 +4467,112 @@ var file_runtime_proto_goTypes = []any{
 	(*RemoveImageRequest)(nil),      // 65: paddock.runtime.v1.RemoveImageRequest
 	(*RemoveImageResponse)(nil),     // 66: paddock.runtime.v1.RemoveImageResponse
 	(*ImageStatusRequest)(nil),      // 67: paddock.runtime.v1.ImageStatusRequest
-	nil,                             // 68: paddock.runtime.v1.SandboxConfig.LabelsEntry
-	nil,                             // 69: paddock.runtime.v1.SandboxConfig.AnnotationsEntry
-	nil,                             // 70: paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
-	nil,                             // 71: paddock.runtime.v1.ContainerConfig.EnvEntry
-	nil,                             // 72: paddock.runtime.v1.ContainerConfig.LabelsEntry
-	nil,                             // 73: paddock.runtime.v1.ContainerConfig.AnnotationsEntry
-	nil,                             // 74: paddock.runtime.v1.ListContainersRequest.LabelsEntry
+	nil,                             // 68: paddock.runtime.v1.CapabilitiesResponse.HandlerIsolationEntry
+	nil,                             // 69: paddock.runtime.v1.SandboxConfig.LabelsEntry
+	nil,                             // 70: paddock.runtime.v1.SandboxConfig.AnnotationsEntry
+	nil,                             // 71: paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
+	nil,                             // 72: paddock.runtime.v1.ContainerConfig.EnvEntry
+	nil,                             // 73: paddock.runtime.v1.ContainerConfig.LabelsEntry
+	nil,                             // 74: paddock.runtime.v1.ContainerConfig.AnnotationsEntry
+	nil,                             // 75: paddock.runtime.v1.ListContainersRequest.LabelsEntry
 }
 var file_runtime_proto_depIdxs = []int32{
 	0,  // 0: paddock.runtime.v1.CapabilitiesResponse.isolation_class:type_name -> paddock.runtime.v1.IsolationClass
-	11, // 1: paddock.runtime.v1.HealthEvent.conditions:type_name -> paddock.runtime.v1.RuntimeCondition
-	13, // 2: paddock.runtime.v1.SandboxConfig.dns:type_name -> paddock.runtime.v1.DNSConfig
-	12, // 3: paddock.runtime.v1.SandboxConfig.resources:type_name -> paddock.runtime.v1.Resources
-	68, // 4: paddock.runtime.v1.SandboxConfig.labels:type_name -> paddock.runtime.v1.SandboxConfig.LabelsEntry
-	69, // 5: paddock.runtime.v1.SandboxConfig.annotations:type_name -> paddock.runtime.v1.SandboxConfig.AnnotationsEntry
-	14, // 6: paddock.runtime.v1.Sandbox.config:type_name -> paddock.runtime.v1.SandboxConfig
-	1,  // 7: paddock.runtime.v1.Sandbox.state:type_name -> paddock.runtime.v1.SandboxState
-	14, // 8: paddock.runtime.v1.CreateSandboxRequest.config:type_name -> paddock.runtime.v1.SandboxConfig
-	15, // 9: paddock.runtime.v1.CreateSandboxResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
-	70, // 10: paddock.runtime.v1.ListSandboxesRequest.labels:type_name -> paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
-	15, // 11: paddock.runtime.v1.ListSandboxesResponse.sandboxes:type_name -> paddock.runtime.v1.Sandbox
-	71, // 12: paddock.runtime.v1.ContainerConfig.env:type_name -> paddock.runtime.v1.ContainerConfig.EnvEntry
-	12, // 13: paddock.runtime.v1.ContainerConfig.resources:type_name -> paddock.runtime.v1.Resources
-	25, // 14: paddock.runtime.v1.ContainerConfig.mounts:type_name -> paddock.runtime.v1.Mount
-	72, // 15: paddock.runtime.v1.ContainerConfig.labels:type_name -> paddock.runtime.v1.ContainerConfig.LabelsEntry
-	73, // 16: paddock.runtime.v1.ContainerConfig.annotations:type_name -> paddock.runtime.v1.ContainerConfig.AnnotationsEntry
-	26, // 17: paddock.runtime.v1.Container.config:type_name -> paddock.runtime.v1.ContainerConfig
-	2,  // 18: paddock.runtime.v1.Container.state:type_name -> paddock.runtime.v1.ContainerState
-	27, // 19: paddock.runtime.v1.Container.exit:type_name -> paddock.runtime.v1.ExitStatus
-	26, // 20: paddock.runtime.v1.CreateContainerRequest.config:type_name -> paddock.runtime.v1.ContainerConfig
-	28, // 21: paddock.runtime.v1.CreateContainerResponse.container:type_name -> paddock.runtime.v1.Container
-	74, // 22: paddock.runtime.v1.ListContainersRequest.labels:type_name -> paddock.runtime.v1.ListContainersRequest.LabelsEntry
-	28, // 23: paddock.runtime.v1.ListContainersResponse.containers:type_name -> paddock.runtime.v1.Container
-	12, // 24: paddock.runtime.v1.UpdateResourcesRequest.resources:type_name -> paddock.runtime.v1.Resources
-	49, // 25: paddock.runtime.v1.ExecInput.start:type_name -> paddock.runtime.v1.ExecStart
-	51, // 26: paddock.runtime.v1.ExecInput.resize:type_name -> paddock.runtime.v1.Resize
-	15, // 27: paddock.runtime.v1.RecoverResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
-	28, // 28: paddock.runtime.v1.RecoverResponse.containers:type_name -> paddock.runtime.v1.Container
-	58, // 29: paddock.runtime.v1.PullImageRequest.auth:type_name -> paddock.runtime.v1.RegistryAuth
-	57, // 30: paddock.runtime.v1.PullProgress.image:type_name -> paddock.runtime.v1.Image
-	57, // 31: paddock.runtime.v1.ImportImageResponse.images:type_name -> paddock.runtime.v1.Image
-	57, // 32: paddock.runtime.v1.ListImagesResponse.images:type_name -> paddock.runtime.v1.Image
-	3,  // 33: paddock.runtime.v1.Identity.Info:input_type -> paddock.runtime.v1.InfoRequest
-	5,  // 34: paddock.runtime.v1.Identity.Capabilities:input_type -> paddock.runtime.v1.CapabilitiesRequest
-	7,  // 35: paddock.runtime.v1.Identity.SetConfig:input_type -> paddock.runtime.v1.SetConfigRequest
-	9,  // 36: paddock.runtime.v1.Identity.Health:input_type -> paddock.runtime.v1.HealthRequest
-	16, // 37: paddock.runtime.v1.Runtime.CreateSandbox:input_type -> paddock.runtime.v1.CreateSandboxRequest
-	18, // 38: paddock.runtime.v1.Runtime.StopSandbox:input_type -> paddock.runtime.v1.StopSandboxRequest
-	20, // 39: paddock.runtime.v1.Runtime.RemoveSandbox:input_type -> paddock.runtime.v1.RemoveSandboxRequest
-	22, // 40: paddock.runtime.v1.Runtime.InspectSandbox:input_type -> paddock.runtime.v1.InspectSandboxRequest
-	23, // 41: paddock.runtime.v1.Runtime.ListSandboxes:input_type -> paddock.runtime.v1.ListSandboxesRequest
-	29, // 42: paddock.runtime.v1.Runtime.CreateContainer:input_type -> paddock.runtime.v1.CreateContainerRequest
-	31, // 43: paddock.runtime.v1.Runtime.StartContainer:input_type -> paddock.runtime.v1.StartContainerRequest
-	33, // 44: paddock.runtime.v1.Runtime.StopContainer:input_type -> paddock.runtime.v1.StopContainerRequest
-	35, // 45: paddock.runtime.v1.Runtime.RemoveContainer:input_type -> paddock.runtime.v1.RemoveContainerRequest
-	37, // 46: paddock.runtime.v1.Runtime.InspectContainer:input_type -> paddock.runtime.v1.InspectContainerRequest
-	38, // 47: paddock.runtime.v1.Runtime.ListContainers:input_type -> paddock.runtime.v1.ListContainersRequest
-	40, // 48: paddock.runtime.v1.Runtime.WaitContainer:input_type -> paddock.runtime.v1.WaitContainerRequest
-	41, // 49: paddock.runtime.v1.Runtime.SignalContainer:input_type -> paddock.runtime.v1.SignalContainerRequest
-	43, // 50: paddock.runtime.v1.Runtime.UpdateResources:input_type -> paddock.runtime.v1.UpdateResourcesRequest
-	45, // 51: paddock.runtime.v1.Runtime.Stats:input_type -> paddock.runtime.v1.StatsRequest
-	47, // 52: paddock.runtime.v1.Runtime.ExecSync:input_type -> paddock.runtime.v1.ExecSyncRequest
-	50, // 53: paddock.runtime.v1.Runtime.Exec:input_type -> paddock.runtime.v1.ExecInput
-	53, // 54: paddock.runtime.v1.Runtime.Logs:input_type -> paddock.runtime.v1.LogsRequest
-	55, // 55: paddock.runtime.v1.Runtime.Recover:input_type -> paddock.runtime.v1.RecoverRequest
-	59, // 56: paddock.runtime.v1.Images.PullImage:input_type -> paddock.runtime.v1.PullImageRequest
-	61, // 57: paddock.runtime.v1.Images.ImportImage:input_type -> paddock.runtime.v1.ImportChunk
-	63, // 58: paddock.runtime.v1.Images.ListImages:input_type -> paddock.runtime.v1.ListImagesRequest
-	65, // 59: paddock.runtime.v1.Images.RemoveImage:input_type -> paddock.runtime.v1.RemoveImageRequest
-	67, // 60: paddock.runtime.v1.Images.ImageStatus:input_type -> paddock.runtime.v1.ImageStatusRequest
-	4,  // 61: paddock.runtime.v1.Identity.Info:output_type -> paddock.runtime.v1.InfoResponse
-	6,  // 62: paddock.runtime.v1.Identity.Capabilities:output_type -> paddock.runtime.v1.CapabilitiesResponse
-	8,  // 63: paddock.runtime.v1.Identity.SetConfig:output_type -> paddock.runtime.v1.SetConfigResponse
-	10, // 64: paddock.runtime.v1.Identity.Health:output_type -> paddock.runtime.v1.HealthEvent
-	17, // 65: paddock.runtime.v1.Runtime.CreateSandbox:output_type -> paddock.runtime.v1.CreateSandboxResponse
-	19, // 66: paddock.runtime.v1.Runtime.StopSandbox:output_type -> paddock.runtime.v1.StopSandboxResponse
-	21, // 67: paddock.runtime.v1.Runtime.RemoveSandbox:output_type -> paddock.runtime.v1.RemoveSandboxResponse
-	15, // 68: paddock.runtime.v1.Runtime.InspectSandbox:output_type -> paddock.runtime.v1.Sandbox
-	24, // 69: paddock.runtime.v1.Runtime.ListSandboxes:output_type -> paddock.runtime.v1.ListSandboxesResponse
-	30, // 70: paddock.runtime.v1.Runtime.CreateContainer:output_type -> paddock.runtime.v1.CreateContainerResponse
-	32, // 71: paddock.runtime.v1.Runtime.StartContainer:output_type -> paddock.runtime.v1.StartContainerResponse
-	34, // 72: paddock.runtime.v1.Runtime.StopContainer:output_type -> paddock.runtime.v1.StopContainerResponse
-	36, // 73: paddock.runtime.v1.Runtime.RemoveContainer:output_type -> paddock.runtime.v1.RemoveContainerResponse
-	28, // 74: paddock.runtime.v1.Runtime.InspectContainer:output_type -> paddock.runtime.v1.Container
-	39, // 75: paddock.runtime.v1.Runtime.ListContainers:output_type -> paddock.runtime.v1.ListContainersResponse
-	27, // 76: paddock.runtime.v1.Runtime.WaitContainer:output_type -> paddock.runtime.v1.ExitStatus
-	42, // 77: paddock.runtime.v1.Runtime.SignalContainer:output_type -> paddock.runtime.v1.SignalContainerResponse
-	44, // 78: paddock.runtime.v1.Runtime.UpdateResources:output_type -> paddock.runtime.v1.UpdateResourcesResponse
-	46, // 79: paddock.runtime.v1.Runtime.Stats:output_type -> paddock.runtime.v1.ContainerStats
-	48, // 80: paddock.runtime.v1.Runtime.ExecSync:output_type -> paddock.runtime.v1.ExecSyncResponse
-	52, // 81: paddock.runtime.v1.Runtime.Exec:output_type -> paddock.runtime.v1.ExecOutput
-	54, // 82: paddock.runtime.v1.Runtime.Logs:output_type -> paddock.runtime.v1.LogLine
-	56, // 83: paddock.runtime.v1.Runtime.Recover:output_type -> paddock.runtime.v1.RecoverResponse
-	60, // 84: paddock.runtime.v1.Images.PullImage:output_type -> paddock.runtime.v1.PullProgress
-	62, // 85: paddock.runtime.v1.Images.ImportImage:output_type -> paddock.runtime.v1.ImportImageResponse
-	64, // 86: paddock.runtime.v1.Images.ListImages:output_type -> paddock.runtime.v1.ListImagesResponse
-	66, // 87: paddock.runtime.v1.Images.RemoveImage:output_type -> paddock.runtime.v1.RemoveImageResponse
-	57, // 88: paddock.runtime.v1.Images.ImageStatus:output_type -> paddock.runtime.v1.Image
-	61, // [61:89] is the sub-list for method output_type
-	33, // [33:61] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	68, // 1: paddock.runtime.v1.CapabilitiesResponse.handler_isolation:type_name -> paddock.runtime.v1.CapabilitiesResponse.HandlerIsolationEntry
+	11, // 2: paddock.runtime.v1.HealthEvent.conditions:type_name -> paddock.runtime.v1.RuntimeCondition
+	13, // 3: paddock.runtime.v1.SandboxConfig.dns:type_name -> paddock.runtime.v1.DNSConfig
+	12, // 4: paddock.runtime.v1.SandboxConfig.resources:type_name -> paddock.runtime.v1.Resources
+	69, // 5: paddock.runtime.v1.SandboxConfig.labels:type_name -> paddock.runtime.v1.SandboxConfig.LabelsEntry
+	70, // 6: paddock.runtime.v1.SandboxConfig.annotations:type_name -> paddock.runtime.v1.SandboxConfig.AnnotationsEntry
+	14, // 7: paddock.runtime.v1.Sandbox.config:type_name -> paddock.runtime.v1.SandboxConfig
+	1,  // 8: paddock.runtime.v1.Sandbox.state:type_name -> paddock.runtime.v1.SandboxState
+	14, // 9: paddock.runtime.v1.CreateSandboxRequest.config:type_name -> paddock.runtime.v1.SandboxConfig
+	15, // 10: paddock.runtime.v1.CreateSandboxResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
+	71, // 11: paddock.runtime.v1.ListSandboxesRequest.labels:type_name -> paddock.runtime.v1.ListSandboxesRequest.LabelsEntry
+	15, // 12: paddock.runtime.v1.ListSandboxesResponse.sandboxes:type_name -> paddock.runtime.v1.Sandbox
+	72, // 13: paddock.runtime.v1.ContainerConfig.env:type_name -> paddock.runtime.v1.ContainerConfig.EnvEntry
+	12, // 14: paddock.runtime.v1.ContainerConfig.resources:type_name -> paddock.runtime.v1.Resources
+	25, // 15: paddock.runtime.v1.ContainerConfig.mounts:type_name -> paddock.runtime.v1.Mount
+	73, // 16: paddock.runtime.v1.ContainerConfig.labels:type_name -> paddock.runtime.v1.ContainerConfig.LabelsEntry
+	74, // 17: paddock.runtime.v1.ContainerConfig.annotations:type_name -> paddock.runtime.v1.ContainerConfig.AnnotationsEntry
+	26, // 18: paddock.runtime.v1.Container.config:type_name -> paddock.runtime.v1.ContainerConfig
+	2,  // 19: paddock.runtime.v1.Container.state:type_name -> paddock.runtime.v1.ContainerState
+	27, // 20: paddock.runtime.v1.Container.exit:type_name -> paddock.runtime.v1.ExitStatus
+	26, // 21: paddock.runtime.v1.CreateContainerRequest.config:type_name -> paddock.runtime.v1.ContainerConfig
+	28, // 22: paddock.runtime.v1.CreateContainerResponse.container:type_name -> paddock.runtime.v1.Container
+	75, // 23: paddock.runtime.v1.ListContainersRequest.labels:type_name -> paddock.runtime.v1.ListContainersRequest.LabelsEntry
+	28, // 24: paddock.runtime.v1.ListContainersResponse.containers:type_name -> paddock.runtime.v1.Container
+	12, // 25: paddock.runtime.v1.UpdateResourcesRequest.resources:type_name -> paddock.runtime.v1.Resources
+	49, // 26: paddock.runtime.v1.ExecInput.start:type_name -> paddock.runtime.v1.ExecStart
+	51, // 27: paddock.runtime.v1.ExecInput.resize:type_name -> paddock.runtime.v1.Resize
+	15, // 28: paddock.runtime.v1.RecoverResponse.sandbox:type_name -> paddock.runtime.v1.Sandbox
+	28, // 29: paddock.runtime.v1.RecoverResponse.containers:type_name -> paddock.runtime.v1.Container
+	58, // 30: paddock.runtime.v1.PullImageRequest.auth:type_name -> paddock.runtime.v1.RegistryAuth
+	57, // 31: paddock.runtime.v1.PullProgress.image:type_name -> paddock.runtime.v1.Image
+	57, // 32: paddock.runtime.v1.ImportImageResponse.images:type_name -> paddock.runtime.v1.Image
+	57, // 33: paddock.runtime.v1.ListImagesResponse.images:type_name -> paddock.runtime.v1.Image
+	0,  // 34: paddock.runtime.v1.CapabilitiesResponse.HandlerIsolationEntry.value:type_name -> paddock.runtime.v1.IsolationClass
+	3,  // 35: paddock.runtime.v1.Identity.Info:input_type -> paddock.runtime.v1.InfoRequest
+	5,  // 36: paddock.runtime.v1.Identity.Capabilities:input_type -> paddock.runtime.v1.CapabilitiesRequest
+	7,  // 37: paddock.runtime.v1.Identity.SetConfig:input_type -> paddock.runtime.v1.SetConfigRequest
+	9,  // 38: paddock.runtime.v1.Identity.Health:input_type -> paddock.runtime.v1.HealthRequest
+	16, // 39: paddock.runtime.v1.Runtime.CreateSandbox:input_type -> paddock.runtime.v1.CreateSandboxRequest
+	18, // 40: paddock.runtime.v1.Runtime.StopSandbox:input_type -> paddock.runtime.v1.StopSandboxRequest
+	20, // 41: paddock.runtime.v1.Runtime.RemoveSandbox:input_type -> paddock.runtime.v1.RemoveSandboxRequest
+	22, // 42: paddock.runtime.v1.Runtime.InspectSandbox:input_type -> paddock.runtime.v1.InspectSandboxRequest
+	23, // 43: paddock.runtime.v1.Runtime.ListSandboxes:input_type -> paddock.runtime.v1.ListSandboxesRequest
+	29, // 44: paddock.runtime.v1.Runtime.CreateContainer:input_type -> paddock.runtime.v1.CreateContainerRequest
+	31, // 45: paddock.runtime.v1.Runtime.StartContainer:input_type -> paddock.runtime.v1.StartContainerRequest
+	33, // 46: paddock.runtime.v1.Runtime.StopContainer:input_type -> paddock.runtime.v1.StopContainerRequest
+	35, // 47: paddock.runtime.v1.Runtime.RemoveContainer:input_type -> paddock.runtime.v1.RemoveContainerRequest
+	37, // 48: paddock.runtime.v1.Runtime.InspectContainer:input_type -> paddock.runtime.v1.InspectContainerRequest
+	38, // 49: paddock.runtime.v1.Runtime.ListContainers:input_type -> paddock.runtime.v1.ListContainersRequest
+	40, // 50: paddock.runtime.v1.Runtime.WaitContainer:input_type -> paddock.runtime.v1.WaitContainerRequest
+	41, // 51: paddock.runtime.v1.Runtime.SignalContainer:input_type -> paddock.runtime.v1.SignalContainerRequest
+	43, // 52: paddock.runtime.v1.Runtime.UpdateResources:input_type -> paddock.runtime.v1.UpdateResourcesRequest
+	45, // 53: paddock.runtime.v1.Runtime.Stats:input_type -> paddock.runtime.v1.StatsRequest
+	47, // 54: paddock.runtime.v1.Runtime.ExecSync:input_type -> paddock.runtime.v1.ExecSyncRequest
+	50, // 55: paddock.runtime.v1.Runtime.Exec:input_type -> paddock.runtime.v1.ExecInput
+	53, // 56: paddock.runtime.v1.Runtime.Logs:input_type -> paddock.runtime.v1.LogsRequest
+	55, // 57: paddock.runtime.v1.Runtime.Recover:input_type -> paddock.runtime.v1.RecoverRequest
+	59, // 58: paddock.runtime.v1.Images.PullImage:input_type -> paddock.runtime.v1.PullImageRequest
+	61, // 59: paddock.runtime.v1.Images.ImportImage:input_type -> paddock.runtime.v1.ImportChunk
+	63, // 60: paddock.runtime.v1.Images.ListImages:input_type -> paddock.runtime.v1.ListImagesRequest
+	65, // 61: paddock.runtime.v1.Images.RemoveImage:input_type -> paddock.runtime.v1.RemoveImageRequest
+	67, // 62: paddock.runtime.v1.Images.ImageStatus:input_type -> paddock.runtime.v1.ImageStatusRequest
+	4,  // 63: paddock.runtime.v1.Identity.Info:output_type -> paddock.runtime.v1.InfoResponse
+	6,  // 64: paddock.runtime.v1.Identity.Capabilities:output_type -> paddock.runtime.v1.CapabilitiesResponse
+	8,  // 65: paddock.runtime.v1.Identity.SetConfig:output_type -> paddock.runtime.v1.SetConfigResponse
+	10, // 66: paddock.runtime.v1.Identity.Health:output_type -> paddock.runtime.v1.HealthEvent
+	17, // 67: paddock.runtime.v1.Runtime.CreateSandbox:output_type -> paddock.runtime.v1.CreateSandboxResponse
+	19, // 68: paddock.runtime.v1.Runtime.StopSandbox:output_type -> paddock.runtime.v1.StopSandboxResponse
+	21, // 69: paddock.runtime.v1.Runtime.RemoveSandbox:output_type -> paddock.runtime.v1.RemoveSandboxResponse
+	15, // 70: paddock.runtime.v1.Runtime.InspectSandbox:output_type -> paddock.runtime.v1.Sandbox
+	24, // 71: paddock.runtime.v1.Runtime.ListSandboxes:output_type -> paddock.runtime.v1.ListSandboxesResponse
+	30, // 72: paddock.runtime.v1.Runtime.CreateContainer:output_type -> paddock.runtime.v1.CreateContainerResponse
+	32, // 73: paddock.runtime.v1.Runtime.StartContainer:output_type -> paddock.runtime.v1.StartContainerResponse
+	34, // 74: paddock.runtime.v1.Runtime.StopContainer:output_type -> paddock.runtime.v1.StopContainerResponse
+	36, // 75: paddock.runtime.v1.Runtime.RemoveContainer:output_type -> paddock.runtime.v1.RemoveContainerResponse
+	28, // 76: paddock.runtime.v1.Runtime.InspectContainer:output_type -> paddock.runtime.v1.Container
+	39, // 77: paddock.runtime.v1.Runtime.ListContainers:output_type -> paddock.runtime.v1.ListContainersResponse
+	27, // 78: paddock.runtime.v1.Runtime.WaitContainer:output_type -> paddock.runtime.v1.ExitStatus
+	42, // 79: paddock.runtime.v1.Runtime.SignalContainer:output_type -> paddock.runtime.v1.SignalContainerResponse
+	44, // 80: paddock.runtime.v1.Runtime.UpdateResources:output_type -> paddock.runtime.v1.UpdateResourcesResponse
+	46, // 81: paddock.runtime.v1.Runtime.Stats:output_type -> paddock.runtime.v1.ContainerStats
+	48, // 82: paddock.runtime.v1.Runtime.ExecSync:output_type -> paddock.runtime.v1.ExecSyncResponse
+	52, // 83: paddock.runtime.v1.Runtime.Exec:output_type -> paddock.runtime.v1.ExecOutput
+	54, // 84: paddock.runtime.v1.Runtime.Logs:output_type -> paddock.runtime.v1.LogLine
+	56, // 85: paddock.runtime.v1.Runtime.Recover:output_type -> paddock.runtime.v1.RecoverResponse
+	60, // 86: paddock.runtime.v1.Images.PullImage:output_type -> paddock.runtime.v1.PullProgress
+	62, // 87: paddock.runtime.v1.Images.ImportImage:output_type -> paddock.runtime.v1.ImportImageResponse
+	64, // 88: paddock.runtime.v1.Images.ListImages:output_type -> paddock.runtime.v1.ListImagesResponse
+	66, // 89: paddock.runtime.v1.Images.RemoveImage:output_type -> paddock.runtime.v1.RemoveImageResponse
+	57, // 90: paddock.runtime.v1.Images.ImageStatus:output_type -> paddock.runtime.v1.Image
+	63, // [63:91] is the sub-list for method output_type
+	35, // [35:63] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_runtime_proto_init() }
@@ -4578,7 +4597,7 @@ func file_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runtime_proto_rawDesc), len(file_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   72,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
