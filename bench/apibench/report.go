@@ -90,10 +90,7 @@ func clientsLabel(c int) string {
 func (res *results) markdown() string {
 	var b strings.Builder
 	cfg, m := res.cfg, res.machine
-	fmt.Fprintf(&b, "## B4: API write path, store and watch fan-out\n\n")
-	fmt.Fprintf(&b, "Measured %s by `paddock-bench` (bench/apibench); %s.\n\n",
-		res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
-	fmt.Fprintf(&b, "```\n%s\n```\n\n", cfg.Command)
+	mdreport.Heading(&b, "B4: API write path, store and watch fan-out", "bench/apibench", res.started, res.finished, cfg.Command)
 	fmt.Fprintf(&b, "%d repetitions of %v each after a %v warm-up per workload; figures are the median over the repetitions "+
 		"of the throughput and of the p50/p90/p99 within each repetition. Every repetition of a floor runs right before "+
 		"the API workloads compared with it.\n\n", cfg.Reps, cfg.Duration, cfg.Warmup)

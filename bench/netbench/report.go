@@ -57,13 +57,6 @@ func us(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64)
 }
 
-func ratio(a, b float64) string {
-	if b <= 0 {
-		return "n/a"
-	}
-	return strconv.FormatFloat(a/b, 'f', 2, 64)
-}
-
 func streamsLabel(n int) string {
 	if n == 1 {
 		return "1 stream"
@@ -75,10 +68,7 @@ func streamsLabel(n int) string {
 func (res *results) markdown() string {
 	var b strings.Builder
 	cfg, m := res.cfg, res.machine
-	fmt.Fprintf(&b, "## B6-DATAPATH: pod-to-pod TCP over the bridge plugin against a bare veth pair (B6 (a))\n\n")
-	fmt.Fprintf(&b, "Measured %s by `paddock-bench` (bench/netbench); %s.\n\n",
-		res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
-	fmt.Fprintf(&b, "```\n%s\n```\n\n", cfg.Command)
+	mdreport.Heading(&b, "B6-DATAPATH: pod-to-pod TCP over the bridge plugin against a bare veth pair (B6 (a))", "bench/netbench", res.started, res.finished, cfg.Command)
 	fmt.Fprintf(&b, "Two pods of one tenant on one node, attached by the bridge plugin (`%s` %s, launched through the plugin host "+
 		"as the agent does), against two network namespaces joined by a bare veth pair with the same MTU (%d) and no bridge, "+
 		"no nftables. Throughput: TCP from pod A to pod B, 128 KiB writes, the median of %d runs of %v (after %v unmeasured) "+
@@ -90,14 +80,14 @@ func (res *results) markdown() string {
 	t := mdreport.NewTable("Workload", "Bridge plugin", "Floor: bare veth pair", "Bridge / floor", "Bridge − floor")
 	for _, s := range res.streams {
 		br, fl := stats.Median(s.gbps[bridgePath]), stats.Median(s.gbps[floorPath])
-		t.Row("TCP throughput, "+streamsLabel(s.streams)+" (Gbit/s)", gbit(br), gbit(fl), ratio(br, fl), fmt.Sprintf("%+.2f", br-fl))
+		t.Row("TCP throughput, "+streamsLabel(s.streams)+" (Gbit/s)", gbit(br), gbit(fl), mdreport.Ratio(br, fl), fmt.Sprintf("%+.2f", br-fl))
 	}
 	brRR, flRR := stats.Summarize(slices.Clone(res.rr[bridgePath])), stats.Summarize(slices.Clone(res.rr[floorPath]))
 	for _, q := range []struct {
 		label  string
 		br, fl time.Duration
 	}{{"p50", brRR.P50, flRR.P50}, {"p99", brRR.P99, flRR.P99}} {
-		t.Row("TCP round trip, 1 byte, "+q.label+" (µs)", us(q.br), us(q.fl), ratio(float64(q.br), float64(q.fl)), fmt.Sprintf("%+.1f µs", float64(q.br-q.fl)/1e3))
+		t.Row("TCP round trip, 1 byte, "+q.label+" (µs)", us(q.br), us(q.fl), mdreport.Ratio(float64(q.br), float64(q.fl)), fmt.Sprintf("%+.1f µs", float64(q.br-q.fl)/1e3))
 	}
 	b.WriteString(t.String())
 	goal := "met"

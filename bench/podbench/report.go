@@ -40,23 +40,13 @@ func sum(d []time.Duration) time.Duration {
 	return t
 }
 
-func ratio(a, b float64) string {
-	if b <= 0 {
-		return "n/a"
-	}
-	return strconv.FormatFloat(a/b, 'f', 2, 64)
-}
-
 func p50p99(l stats.Latencies) string { return mdreport.Ms(l.P50) + " / " + mdreport.Ms(l.P99) }
 
 // markdown returns the run's report.
 func (res *results) markdown() string {
 	var b strings.Builder
 	cfg, m := res.cfg, res.machine
-	fmt.Fprintf(&b, "## PODSTART: end-to-end pod start on the real runc runtime\n\n")
-	fmt.Fprintf(&b, "Measured %s by `paddock-bench` (bench/podbench); %s.\n\n",
-		res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
-	fmt.Fprintf(&b, "```\n%s\n```\n\n", cfg.Command)
+	mdreport.Heading(&b, "PODSTART: end-to-end pod start on the real runc runtime", "bench/podbench", res.started, res.finished, cfg.Command)
 	fmt.Fprintf(&b, "A pod start runs from the return of the API call that creates the pod (`sleep 3600` in %s, no node named: "+
 		"the scheduler binds it) until the event of one watch on the tenant's pods that shows it Running with its container "+
 		"running. In between: the scheduler loop's binding, the node agent's sandbox (network namespace included) and "+
@@ -69,12 +59,12 @@ func (res *results) markdown() string {
 	sf, cf := stats.Summarize(slices.Clone(res.seqFloor)), stats.Summarize(slices.Clone(res.conFloor))
 	podRate, floorRate := res.conPods.Rate(), rate(len(res.conFloor), res.conFloorElapsed)
 	t := mdreport.NewTable("Metric", "Pods", strings.Replace(res.floorLabel, "floor:", "Floor:", 1), "Ratio")
-	t.Row("create → Running seen, sequential, p50 (ms)", mdreport.Ms(sp.P50), mdreport.Ms(sf.P50), ratio(float64(sp.P50), float64(sf.P50)))
-	t.Row("create → Running seen, sequential, p99 (ms)", mdreport.Ms(sp.P99), mdreport.Ms(sf.P99), ratio(float64(sp.P99), float64(sf.P99)))
+	t.Row("create → Running seen, sequential, p50 (ms)", mdreport.Ms(sp.P50), mdreport.Ms(sf.P50), mdreport.Ratio(float64(sp.P50), float64(sf.P50)))
+	t.Row("create → Running seen, sequential, p99 (ms)", mdreport.Ms(sp.P99), mdreport.Ms(sf.P99), mdreport.Ratio(float64(sp.P99), float64(sf.P99)))
 	t.Row(fmt.Sprintf("starts/s at concurrency %d (%d starts)", cfg.Concurrency, cfg.Pods),
-		fmt.Sprintf("%.1f", podRate), fmt.Sprintf("%.1f", floorRate), ratio(podRate, floorRate))
+		fmt.Sprintf("%.1f", podRate), fmt.Sprintf("%.1f", floorRate), mdreport.Ratio(podRate, floorRate))
 	t.Row(fmt.Sprintf("create → Running seen at concurrency %d, p50 / p99 (ms)", cfg.Concurrency),
-		p50p99(cp), p50p99(cf), ratio(float64(cp.P50), float64(cf.P50))+" at p50")
+		p50p99(cp), p50p99(cf), mdreport.Ratio(float64(cp.P50), float64(cf.P50))+" at p50")
 	b.WriteString(t.String())
 
 	b.WriteString("\nWhere a pod start spends its time, by the arrival of the watch's events (the Create call itself is outside the timed window):\n\n")

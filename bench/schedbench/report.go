@@ -121,9 +121,7 @@ func (res *results) markdown() string {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "## B1: scheduler throughput (%s nodes, %s pods)\n\n", mdreport.Count(float64(cfg.Nodes)), mdreport.Count(float64(cfg.Pods)))
-	fmt.Fprintf(&b, "Measured %s by `paddock-bench` (bench/schedbench); %s.\n\n", res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
-	fmt.Fprintf(&b, "```\n%s\n```\n\n", cfg.Command)
+	mdreport.Heading(&b, fmt.Sprintf("B1: scheduler throughput (%s nodes, %s pods)", mdreport.Count(float64(cfg.Nodes)), mdreport.Count(float64(cfg.Pods))), "bench/schedbench", res.started, res.finished, cfg.Command)
 	fmt.Fprintf(&b, "%s simulated nodes (Node objects: %s cpu, %s, %d pods, Ready, runc, %d racks) carry %s pre-placed pods. "+
 		"**Burst:** %s pending pods (%s cpu, %s each) are created by %d goroutines over %d connections, spread over %d tenants, while the scheduling loop of core/controller "+
 		"binds them through the API (`POST …/pods/NAME/binding`, one compare-and-swap in etcd each, up to %d in flight). "+
@@ -135,16 +133,16 @@ func (res *results) markdown() string {
 
 	t := mdreport.NewTable("Metric", "Burst", "Backlog", "Floor: raw etcd CAS", "Floor / burst, backlog", "Goal")
 	t.Row("placement throughput, per-second samples: avg (pods/s)", rateStr(tp.Avg), rateStr(btp.Avg), rateStr(floorRate),
-		ratio(floorRate, tp.Avg)+", "+ratio(floorRate, btp.Avg),
+		mdreport.Ratio(floorRate, tp.Avg)+", "+mdreport.Ratio(floorRate, btp.Avg),
 		fmt.Sprintf("≥ %s: burst **%s**, backlog **%s**; design notes ≥ %s on 2 vCPU: %s, %s; Kubernetes CI floor %s",
 			rateStr(goalRate), verdict(headline >= goalRate), verdict(backlogHeadline >= goalRate),
 			rateStr(designRate), verdict(headline >= designRate), verdict(backlogHeadline >= designRate), rateStr(kubernetesRate)))
 	t.Row("per-second samples: p50 / p90 / p99 (pods/s)", fmt.Sprintf("%s / %s / %s", rateStr(tp.P50), rateStr(tp.P90), rateStr(tp.P99)),
 		fmt.Sprintf("%s / %s / %s", rateStr(btp.P50), rateStr(btp.P90), rateStr(btp.P99)), "", "", fmt.Sprintf("%d and %d samples", tp.N, btp.N))
 	t.Row("binds/s overall (burst: first create to last binding; backlog: first to last binding)", rateStr(rate), rateStr(backlogRate), rateStr(floorRate),
-		ratio(floorRate, rate)+", "+ratio(floorRate, backlogRate), "")
+		mdreport.Ratio(floorRate, rate)+", "+mdreport.Ratio(floorRate, backlogRate), "")
 	t.Row("per pod, create returned → binding committed, p50 / p99 (ms)", mdreport.Ms(lat.P50)+" / "+mdreport.Ms(lat.P99), "",
-		mdreport.Ms(fl.P50)+" / "+mdreport.Ms(fl.P99), ratio(float64(lat.P99), float64(fl.P99))+" at p99 (burst / floor)",
+		mdreport.Ms(fl.P50)+" / "+mdreport.Ms(fl.P99), mdreport.Ratio(float64(lat.P99), float64(fl.P99))+" at p99 (burst / floor)",
 		fmt.Sprintf("design notes p99 ≤ %s ms: %s", mdreport.Ms(designP99), verdict(lat.P99 <= designP99)))
 	t.Row("per pod, queued by the scheduler → binding committed, p50 / p99 (ms)", mdreport.Ms(qlat.P50)+" / "+mdreport.Ms(qlat.P99), "", "", "", "")
 	t.Row("pods created per second (the burst's arrival rate)", rateStr(float64(cfg.Pods)/res.createdIn.Seconds()), "", "", "", "")
@@ -234,13 +232,6 @@ func (res *results) backlogListed() time.Duration {
 		return 0
 	}
 	return res.backlogFirst.Sub(res.backlog.began)
-}
-
-func ratio(a, b float64) string {
-	if b <= 0 || math.IsNaN(a) || math.IsInf(a, 0) {
-		return "n/a"
-	}
-	return strconv.FormatFloat(a/b, 'f', 2, 64)
 }
 
 func orNone(s string) string {

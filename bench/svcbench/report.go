@@ -26,12 +26,7 @@ type results struct {
 
 func summarize(d []time.Duration) stats.Latencies { return stats.Summarize(slices.Clone(d)) }
 
-func ratio(a, b time.Duration) string {
-	if b <= 0 {
-		return "n/a"
-	}
-	return strconv.FormatFloat(float64(a)/float64(b), 'f', 2, 64)
-}
+func ratio(a, b time.Duration) string { return mdreport.Ratio(float64(a), float64(b)) }
 
 func p50p99(l stats.Latencies) string { return mdreport.Ms(l.P50) + " / " + mdreport.Ms(l.P99) }
 
@@ -43,10 +38,7 @@ func (res *results) markdown() string {
 	for i, s := range res.sizes {
 		sizes[i] = mdreport.Count(float64(s.services))
 	}
-	fmt.Fprintf(&b, "## B6: service programming latency (nftables service proxy, %s services × %d endpoints)\n\n", strings.Join(sizes, " and "), cfg.Endpoints)
-	fmt.Fprintf(&b, "Measured %s by `paddock-bench` (bench/svcbench); %s.\n\n",
-		res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
-	fmt.Fprintf(&b, "```\n%s\n```\n\n", cfg.Command)
+	mdreport.Heading(&b, fmt.Sprintf("B6: service programming latency (nftables service proxy, %s services × %d endpoints)", strings.Join(sizes, " and "), cfg.Endpoints), "bench/svcbench", res.started, res.finished, cfg.Command)
 	fmt.Fprintf(&b, "A change points one service (in the middle of the table) from %d endpoints whose port refuses connections "+
 		"to %d other endpoints that listen; it runs from the call that makes it until the first TCP connection to the service's "+
 		"cluster IP that succeeds, from a client network namespace probing in a tight loop. The floor is the same probe after "+

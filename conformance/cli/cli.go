@@ -71,14 +71,7 @@ as it is and must allow mounts from that directory.`,
 }
 
 func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) error {
-	if err := f.required("runtime"); err != nil {
-		return err
-	}
-	focus, err := compileFocus("--focus", f.focus)
-	if err != nil {
-		return err
-	}
-	config, err := readConfig("--plugin-config", f.pluginConfig)
+	focus, config, err := f.check("runtime")
 	if err != nil {
 		return err
 	}

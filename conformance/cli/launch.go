@@ -37,12 +37,21 @@ func (f *commonFlags) register(fl *pflag.FlagSet, kind string) {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the plugin's and the host's logs")
 }
 
-// required reports a missing --plugin.
-func (f *commonFlags) required(kind string) error {
+// check checks the flags both suites share and returns the focus
+// expression (nil: every case) and the plugin's configuration.
+func (f *commonFlags) check(kind string) (*regexp.Regexp, []byte, error) {
 	if f.plugin == "" {
-		return fmt.Errorf("--plugin: required: the path of the %s plugin binary", kind)
+		return nil, nil, fmt.Errorf("--plugin: required: the path of the %s plugin binary", kind)
 	}
-	return nil
+	focus, err := compileFocus("--focus", f.focus)
+	if err != nil {
+		return nil, nil, err
+	}
+	config, err := readConfig("--plugin-config", f.pluginConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	return focus, config, nil
 }
 
 // launchSpec returns the launch of the plugin the flags name.

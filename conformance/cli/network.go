@@ -61,14 +61,7 @@ ranges (--pod-cidr, --cluster-cidr) that nothing else on the machine uses.`,
 }
 
 func runNetwork(ctx context.Context, f networkFlags, out, errOut io.Writer) error {
-	if err := f.required("network"); err != nil {
-		return err
-	}
-	focus, err := compileFocus("--focus", f.focus)
-	if err != nil {
-		return err
-	}
-	config, err := readConfig("--plugin-config", f.pluginConfig)
+	focus, config, err := f.check("network")
 	if err != nil {
 		return err
 	}

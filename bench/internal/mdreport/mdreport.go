@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -187,4 +188,24 @@ func Ms(d time.Duration) string {
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// Heading writes the start every report shares: its "## title", when and
+// by which package it was measured and for how long, and the command that
+// measured it.
+func Heading(b *strings.Builder, title, pkg string, started, finished time.Time, command string) {
+	fmt.Fprintf(b, "## %s\n\n", title)
+	fmt.Fprintf(b, "Measured %s by `paddock-bench` (%s); %s.\n\n",
+		started.UTC().Format("2006-01-02 15:04 MST"), pkg, finished.Sub(started).Round(time.Second))
+	fmt.Fprintf(b, "```\n%s\n```\n\n", command)
+}
+
+// Ratio formats a / b with two decimals, or "n/a" when b is not positive
+// or the ratio is not a number.
+func Ratio(a, b float64) string {
+	r := a / b
+	if b <= 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64)
 }

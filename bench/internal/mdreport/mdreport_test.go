@@ -1,6 +1,7 @@
 package mdreport
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,20 @@ func TestFormats(t *testing.T) {
 		if got := Ms(tc.in); got != tc.want {
 			t.Errorf("Ms(%v) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+	for _, tc := range []struct {
+		a, b float64
+		want string
+	}{{3, 2, "1.50"}, {1, 0, "n/a"}, {1, -1, "n/a"}, {math.Inf(1), 1, "n/a"}, {math.NaN(), 1, "n/a"}} {
+		if got := Ratio(tc.a, tc.b); got != tc.want {
+			t.Errorf("Ratio(%v, %v) = %q, want %q", tc.a, tc.b, got, tc.want)
+		}
+	}
+	var h strings.Builder
+	start := time.Date(2026, 11, 26, 5, 4, 0, 0, time.UTC)
+	Heading(&h, "B9: a test", "bench/x", start, start.Add(61400*time.Millisecond), "bin/paddock-bench --benchmarks B9")
+	if got, want := h.String(), "## B9: a test\n\nMeasured 2026-11-26 05:04 UTC by `paddock-bench` (bench/x); 1m1s.\n\n```\nbin/paddock-bench --benchmarks B9\n```\n\n"; got != want {
+		t.Errorf("Heading = %q, want %q", got, want)
 	}
 	tab := NewTable("a", "b")
 	tab.Row("1", "2")
