@@ -18,6 +18,7 @@ import (
 
 	"github.com/paddock-dev/paddock/plugins/pluginhost"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/containerd/containerdtest"
 )
 
 // env is what a run measures against: the plugin with the image imported
@@ -46,6 +47,15 @@ type env struct {
 	floor   *floorStarter // runc run
 	twoStep *floorStarter // runc create + runc start
 
+	// The pod starts' (setupPods): the classes' starters, in AllClasses
+	// order, the other plugins and the containerd daemon, and the pod
+	// floors (nil when not measured).
+	pods       []*pluginStarter
+	others     []*pluginhost.Instance
+	daemon     *containerdtest.Daemon
+	podFloor   *floorStarter // runc run, a network namespace of its own
+	runscFloor *floorStarter // runsc run, a gVisor sandbox of its own
+
 	// wasSubreaper is this process's child-subreaper flag before the run.
 	wasSubreaper bool
 }
@@ -66,9 +76,9 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (e *env, err error
 			e = nil
 		}
 	}()
-	e.plugin = &pluginStarter{e: e, ids: map[string]string{}}
-	e.floor = &floorStarter{e: e, root: filepath.Join(dir, "runc"), runs: map[string]*floorRun{}}
-	e.twoStep = &floorStarter{e: e, root: filepath.Join(dir, "runc"), runs: map[string]*floorRun{}, twoStep: true}
+	e.floor = e.newFloor("runc-run", "floor: `runc run`", cfg.Runc, "runc")
+	e.twoStep = e.newFloor("runc-cs", "floor: `runc create` + `runc start`", cfg.Runc, "runc")
+	e.twoStep.twoStep = true
 	// The processes of containers that runc create started become this
 	// process's children when runc exits, to be reaped here.
 	if e.wasSubreaper, err = setSubreaper(true); err != nil {
@@ -76,10 +86,7 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (e *env, err error
 	}
 
 	e.marksDir = filepath.Join(dir, "marks")
-	if err := os.Mkdir(e.marksDir, 0o755); err != nil {
-		return e, err
-	}
-	if e.marks, err = openMarks(filepath.Join(e.marksDir, markFile)); err != nil {
+	if e.marks, err = openMarks(e.marksDir); err != nil {
 		return e, err
 	}
 
@@ -88,28 +95,16 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (e *env, err error
 	if err != nil {
 		return e, fmt.Errorf("plugin host (a shorter data directory helps if the path is too long): %w", err)
 	}
-	pcfg, err := json.Marshal(map[string]any{"allowedMountRoots": []string{e.marksDir}, "runcPath": cfg.Runc})
-	if err != nil {
-		return e, err
-	}
-	log.Info("launching the runtime plugin", "plugin", cfg.Plugin)
-	if e.inst, err = e.host.Launch(ctx, pluginhost.RuntimeKind, "b3", cfg.Plugin, pcfg); err != nil {
-		return e, fmt.Errorf("launch %s: %w", cfg.Plugin, err)
-	}
-	if e.rt, err = e.inst.Runtime(); err != nil {
+	if e.inst, e.rt, err = e.launch(ctx, "b3", cfg.Plugin, map[string]any{"runcPath": cfg.Runc}); err != nil {
 		return e, err
 	}
 	e.info = e.inst.Info()
-
-	log.Info("importing the image", "archive", cfg.ImageArchive)
-	if err := e.importImage(ctx); err != nil {
-		return e, err
-	}
+	e.plugin = &pluginStarter{e: e, short: "plugin", title: "plugin: CreateContainer + StartContainer", rt: e.rt, info: e.info, ids: map[string]started{}}
 	n := max(1, cfg.Sandboxes)
 	for i := range n {
 		name := fmt.Sprintf("b3-%s-%d", e.runID, i)
 		resp, err := e.rt.CreateSandbox(ctx, &runtimev1.CreateSandboxRequest{Config: &runtimev1.SandboxConfig{
-			Name: name, Tenant: "bench", Uid: name, Hostname: fmt.Sprintf("b3-%d", i),
+			Name: name, Tenant: benchTenant, Uid: name, Hostname: fmt.Sprintf("b3-%d", i),
 		}})
 		if err != nil {
 			return e, fmt.Errorf("CreateSandbox: %w", err)
@@ -119,14 +114,39 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (e *env, err error
 	return e, e.makeTemplate(ctx)
 }
 
-// importImage sends the image archive through the plugin's image service.
-func (e *env) importImage(ctx context.Context) error {
+// launch launches the runtime plugin at path through the plugin host
+// with config plus the marker directory as its allowed mount root, and
+// imports the image through it.
+func (e *env) launch(ctx context.Context, name, path string, config map[string]any) (*pluginhost.Instance, *runtimev1.Client, error) {
+	config["allowedMountRoots"] = []string{e.marksDir}
+	pcfg, err := json.Marshal(config)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.log.Info("launching the runtime plugin", "plugin", path)
+	inst, err := e.host.Launch(ctx, pluginhost.RuntimeKind, name, path, pcfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("launch %s: %w", path, err)
+	}
+	rt, err := inst.Runtime()
+	if err == nil {
+		e.log.Info("importing the image", "plugin", path, "archive", e.cfg.ImageArchive)
+		err = e.importImage(ctx, rt)
+	}
+	if err != nil {
+		return nil, nil, errors.Join(err, inst.Kill(ctx))
+	}
+	return inst, rt, nil
+}
+
+// importImage sends the image archive through a plugin's image service.
+func (e *env) importImage(ctx context.Context, rt *runtimev1.Client) error {
 	f, err := os.Open(e.cfg.ImageArchive)
 	if err != nil {
 		return fmt.Errorf("image archive: %w", err)
 	}
 	defer f.Close()
-	stream, err := e.rt.ImportImage(ctx)
+	stream, err := rt.ImportImage(ctx)
 	if err != nil {
 		return fmt.Errorf("ImportImage: %w", err)
 	}
@@ -207,7 +227,11 @@ func (e *env) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var errs []error
-	errs = append(errs, e.floor.removeAll(ctx), e.twoStep.removeAll(ctx), e.plugin.removeAll(ctx))
+	errs = append(errs, e.floor.removeAll(ctx), e.twoStep.removeAll(ctx), e.podFloor.removeAll(ctx), e.runscFloor.removeAll(ctx))
+	for _, p := range e.pods {
+		errs = append(errs, p.removeAll(ctx))
+	}
+	errs = append(errs, e.plugin.removeAll(ctx))
 	if e.rt != nil {
 		if e.template != "" {
 			if _, err := e.rt.RemoveContainer(ctx, &runtimev1.RemoveContainerRequest{Id: e.template, Force: true}); err != nil {
@@ -215,29 +239,26 @@ func (e *env) close() error {
 			}
 		}
 		for _, id := range e.sandboxes {
-			if _, err := e.rt.StopSandbox(ctx, &runtimev1.StopSandboxRequest{Id: id}); err != nil {
-				errs = append(errs, fmt.Errorf("StopSandbox %s: %w", id, err))
-			}
-			if _, err := e.rt.RemoveSandbox(ctx, &runtimev1.RemoveSandboxRequest{Id: id}); err != nil {
-				errs = append(errs, fmt.Errorf("RemoveSandbox %s: %w", id, err))
-			}
+			errs = append(errs, removeSandbox(ctx, e.rt, id))
 		}
 	}
-	if e.inst != nil {
-		errs = append(errs, e.inst.Kill(ctx))
+	for _, inst := range append(e.others, e.inst) {
+		if inst != nil {
+			errs = append(errs, inst.Kill(ctx))
+		}
 	}
 	if e.host != nil {
 		errs = append(errs, e.host.Close())
 	}
+	if e.daemon != nil {
+		errs = append(errs, e.daemon.Stop())
+	}
+	errs = append(errs, e.removeContainerdPodCgroups())
 	if e.marks != nil {
 		errs = append(errs, e.marks.close())
 	}
-	errs = append(errs, e.floor.removeCgroups(), e.twoStep.removeCgroups())
-	if !e.wasSubreaper {
-		if _, err := setSubreaper(false); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, e.floor.removeCgroups(), e.twoStep.removeCgroups(), e.podFloor.removeCgroups(), e.runscFloor.removeCgroups())
+	errs = append(errs, e.restoreSubreaper())
 	if err := unmountUnder(e.dir); err != nil {
 		errs = append(errs, err)
 	} else if err := os.RemoveAll(e.dir); err != nil {
@@ -322,6 +343,16 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.level}
+}
+
+// restoreSubreaper gives this process back the child-subreaper flag it
+// had before the run.
+func (e *env) restoreSubreaper() error {
+	if e.wasSubreaper {
+		return nil
+	}
+	_, err := setSubreaper(false)
+	return err
 }
 
 // Linux prctl options for the child-subreaper flag.

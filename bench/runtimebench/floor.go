@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -55,24 +54,17 @@ func (r *Runtime) Check() error {
 // Resolve makes the plugin's and the archive's paths absolute and finds
 // runc, saying what builds a missing file.
 func (r *Runtime) Resolve() error {
-	var err error
-	if r.Plugin, err = filepath.Abs(r.Plugin); err != nil {
+	if err := executable(&r.Plugin, "plugin", "make build builds bin/paddock-runtime-runc"); err != nil {
 		return err
 	}
-	if st, err := os.Stat(r.Plugin); err != nil || st.Mode().Perm()&0o111 == 0 || !st.Mode().IsRegular() {
-		return fmt.Errorf("plugin %s: not an executable file (make build builds bin/paddock-runtime-runc)", r.Plugin)
-	}
+	var err error
 	if r.ImageArchive, err = filepath.Abs(r.ImageArchive); err != nil {
 		return err
 	}
 	if _, err := os.Stat(r.ImageArchive); err != nil {
 		return fmt.Errorf("image archive: %w (make testimages builds build/images/busybox.tar)", err)
 	}
-	if r.Runc, err = exec.LookPath(r.Runc); err != nil {
-		return fmt.Errorf("runc: %w", err)
-	}
-	r.Runc, err = filepath.Abs(r.Runc)
-	return err
+	return lookPath(&r.Runc, "runc", "Debian package runc")
 }
 
 // Floor is B3's floor on its own, for benchmarks that measure another

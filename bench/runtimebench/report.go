@@ -14,12 +14,17 @@ import (
 
 // The goals of B3: the issue's ratio to bare runc, and the design notes'
 // absolute marks (which assume networking, CNI included; this run's
-// containers join a ready network namespace).
+// containers join a ready network namespace), and for pod starts the
+// gvisor class's against runc's and the design notes' runsc-systrap
+// marks.
 const (
-	goalRatio  = 1.5
-	goalP50    = 60 * time.Millisecond
-	goalP99    = 120 * time.Millisecond
-	goalStarts = 50.0 // per second at concurrency 10
+	goalRatio         = 1.5
+	goalP50           = 60 * time.Millisecond
+	goalP99           = 120 * time.Millisecond
+	goalStarts        = 50.0 // per second at concurrency 10
+	goalGvisorRatio   = 2.0  // gvisor p50 / runc p50
+	goalGvisorP50     = 150 * time.Millisecond
+	goalGvisorStretch = 115 * time.Millisecond
 )
 
 func verdict(ok bool) string {
@@ -56,14 +61,37 @@ func ratio(a, b float64) string {
 
 func msf(v float64) string { return mdreport.Ms(time.Duration(v * float64(time.Millisecond))) }
 
+// step is one row of a table of where starts spend their time: of
+// returns its share of a sample.
+type step struct {
+	label string
+	of    func(sample) time.Duration
+}
+
+// stepTable returns a table with the given header of each step's p50 /
+// p99 in each phase, one column per phase.
+func stepTable(header []string, steps []step, phases ...*phase) string {
+	t := mdreport.NewTable(header...)
+	for _, st := range steps {
+		cells := []string{st.label}
+		for _, p := range phases {
+			cells = append(cells, pct(p.latencies(st.of)))
+		}
+		t.Row(cells...)
+	}
+	return t.String()
+}
+
 // markdown returns the run's report.
 func (res *results) markdown() string {
 	var b strings.Builder
 	cfg, m := res.cfg, res.machine
-	fmt.Fprintf(&b, "## B3: container start through the runtime plugin (runc)\n\n")
+	fmt.Fprintf(&b, "## B3: pod and container start through the runtime plugins (runc, gVisor, containerd)\n\n")
 	fmt.Fprintf(&b, "Measured %s by `paddock-bench` (bench/runtimebench); %s.\n\n",
 		res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
 	fmt.Fprintf(&b, "```\n%s\n```\n\n", cfg.Command)
+	res.podMarkdown(&b)
+	b.WriteString("\n### Container start in an existing pod (runc class)\n\n")
 	fmt.Fprintf(&b, "A start is create + start until the container's process runs, with the image present: through the plugin "+
 		"(`%s` %s, launched through plugins/pluginhost as the node agent launches it) against the floor, bare `runc run` of the "+
 		"plugin's own bundle, in the same run; `runc create` + `runc start` of the bundle, what the plugin's shim runs, is measured "+
@@ -94,28 +122,24 @@ func (res *results) markdown() string {
 
 	b.WriteString("\nWhere a sequential start spends its time, from the moment it begins (CreateContainer sent; `runc create` forked); " +
 		"a start is done when its start step has returned and its process runs:\n\n")
-	s := mdreport.NewTable("Step", "Plugin p50 / p99 ms", "`runc create` + `runc start` p50 / p99 ms")
-	for _, row := range []struct {
-		label string
-		of    func(sample) time.Duration
-	}{
+	b.WriteString(stepTable([]string{"Step", "Plugin p50 / p99 ms", "`runc create` + `runc start` p50 / p99 ms"}, []step{
 		{"create: CreateContainer (root filesystem, OCI bundle, record) / `runc create`", func(s sample) time.Duration { return s.Create }},
 		{"start: StartContainer (shim: `runc create` + `runc start`) / `runc start`", func(s sample) time.Duration { return s.Start - s.Create }},
 		{"process's marker read, after the start step returned (negative: before)", func(s sample) time.Duration { return s.Marker - s.Start }},
 		{"the whole start", func(s sample) time.Duration { return s.Ready }},
-	} {
-		p, c := res.seqPlugin.latencies(row.of), res.seqTwoStep.latencies(row.of)
-		s.Row(row.label, mdreport.Ms(p.P50)+" / "+mdreport.Ms(p.P99), mdreport.Ms(c.P50)+" / "+mdreport.Ms(c.P99))
-	}
-	b.WriteString(s.String())
+	}, res.seqPlugin, res.seqTwoStep))
 
 	b.WriteString("\n### Raw samples\n\n")
 	d := mdreport.NewTable("Workload", "Concurrency", "Starts", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "Starts/s", "CPU ms per start")
-	all := []*phase{res.seqPlugin, res.seqFloor, res.seqTwoStep, res.conPlugin, res.conFloor}
+	all := append([]*phase{res.seqPlugin, res.seqFloor, res.seqTwoStep, res.conPlugin, res.conFloor}, res.podPhases()...)
 	for _, p := range all {
 		l := p.ready()
+		cpu := "not measured"
+		if p.CPU > 0 {
+			cpu = msf(cpuPerStart(p.CPU, p))
+		}
 		d.Row(p.Workload, strconv.Itoa(p.Concurrency), strconv.Itoa(len(p.Samples)), mdreport.Ms(l.P50), mdreport.Ms(l.P90),
-			mdreport.Ms(l.P99), mdreport.Ms(l.Max), mdreport.Ms(l.Mean), fmt.Sprintf("%.1f", p.Rate()), msf(cpuPerStart(p.CPU, p)))
+			mdreport.Ms(l.P99), mdreport.Ms(l.Max), mdreport.Ms(l.Mean), fmt.Sprintf("%.1f", p.Rate()), cpu)
 	}
 	b.WriteString(d.String())
 	b.WriteString("\nEvery start → process-runs latency in ms, in the order the starts began:\n\n")
@@ -132,12 +156,22 @@ func (res *results) markdown() string {
 		"`%s` (%s) is imported through its image service, %d sandboxes are created (each with its own network namespace, made by the plugin) "+
 		"and one container is created, never started, whose bundle (OCI spec and overlay root filesystem) is the floor's.\n",
 		shortPath(cfg.ImageArchive), cfg.Image, cfg.Sandboxes)
-	b.WriteString("* \"Process runs\" is the container's own first act: its command is `sh -c 'echo TAG > /paddock-bench/ready && exec sleep 3600'`, " +
-		"and /paddock-bench is a bind mount (from an allowed mount root) of a directory holding a FIFO the bench keeps open. A goroutine " +
-		"blocked reading the FIFO is woken by the write and takes the time; nothing polls. A start runs from just before " +
-		"CreateContainer is sent (plugin) or runc is forked (floors) until that read and, where there is one, the return of the start " +
-		"step (StartContainer, `runc start`), whichever comes later: the node agent cannot report a container running before " +
-		"StartContainer has returned. `runc run` stays in the foreground, so its starts end at the read.\n")
+	b.WriteString("* \"Process runs\" is the container's own first act: its command is `sh -c 'echo TAG > /paddock-bench/TAG && exec sleep 3600'`, " +
+		"and /paddock-bench is a bind mount (from an allowed mount root) of a directory the bench watches with inotify. A goroutine " +
+		"blocked reading the inotify descriptor is woken when the file is created and takes the time; nothing polls. A file works in " +
+		"every class: under gVisor the gofer creates it on the host for the sandbox (a host FIFO, which the bench used before, is " +
+		"refused inside gVisor unless runsc runs with --host-fifo=open). A start runs from just before CreateSandbox (pod starts) or " +
+		"CreateContainer (container starts) is sent, or runc or runsc is forked (floors), until that read and, where there is one, the " +
+		"return of the start step (StartContainer, `runc start`), whichever comes later: the node agent cannot report a container " +
+		"running before StartContainer has returned. `runc run` and `runsc run` stay in the foreground, so their starts end at the read.\n")
+	b.WriteString("* Pod starts: each class's plugin has its own state directory and image store and imports the image first; the " +
+		"containerd class runs against a private containerd daemon the bench starts (its own configuration with the CRI plugin off, " +
+		"root, state directory and socket) and stops afterwards. A pod is removed with RemoveContainer (force), StopSandbox and " +
+		"RemoveSandbox. The pod floors run the runc plugin's template bundle with a network namespace of their own (the spec's " +
+		"network namespace without a path) and a cgroup of their own; `runsc run` gets the runsc plugin's options (--platform, " +
+		"--network sandbox, --oci-seccomp) and starts one sandbox per container, its sandbox and gofer processes reaped by `runsc run`. " +
+		"Classes and floors take turns start by start, as the container starts do. CPU time is not counted for the plugins' pod " +
+		"starts: gVisor's sandboxes and containerd's shims are not the plugin's children.\n")
 	b.WriteString("* The floor is `runc run --bundle DIR ID` in the foreground with the same runc, `--root` of its own and a JSON log like the " +
 		"plugin's shim (and, alongside, `runc create --pid-file` + `runc start` with the container's process reaped by the bench, " +
 		"a child subreaper while it runs): the plugin's OCI spec of the template container (same process, user, namespaces — joining the sandbox's network " +
@@ -164,6 +198,12 @@ func (res *results) markdown() string {
 	fmt.Fprintf(&b, "* CPUs: %d (`nproc`; affinity %s), %s; memory %s\n", m.NProc, m.Affinity, m.CPUModel, m.MemTotal)
 	fmt.Fprintf(&b, "* Kernel: %s; cgroup v2 the only hierarchy: %s\n", m.Kernel, m.Cgroup)
 	fmt.Fprintf(&b, "* %s; plugin `%s` %s (API %s)\n", res.runcVersion, res.plugin.Name, res.plugin.Version, strings.Join(res.plugin.APIVersions, ", "))
+	if res.runscVersion != "" {
+		fmt.Fprintf(&b, "* %s (%s)\n", res.runscVersion, shortPath(cfg.Runsc))
+	}
+	if res.containerdVersion != "" {
+		fmt.Fprintf(&b, "* %s\n", res.containerdVersion)
+	}
 	fmt.Fprintf(&b, "* Bench process GOMAXPROCS %d (the plugin runs with its own default); %s; source %s\n", m.GOMAXPROCS, m.GoVersion, m.Source)
 	fmt.Fprintf(&b, "* Load average (1/5/15 min) before: %s; after: %s (the machine is shared: other builds may have run meanwhile)\n",
 		m.LoadBefore, m.LoadAfter)

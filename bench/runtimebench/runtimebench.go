@@ -13,6 +13,7 @@ import (
 
 	"github.com/paddock-dev/paddock/bench/internal/machine"
 	"github.com/paddock-dev/paddock/bench/internal/mdreport"
+	"github.com/paddock-dev/paddock/bench/internal/stats"
 	"github.com/paddock-dev/paddock/internal/testlock"
 	"github.com/paddock-dev/paddock/plugins/pluginhost"
 )
@@ -35,6 +36,16 @@ type Config struct {
 	// Warmup is the number of unmeasured sequential starts of each
 	// workload before the measured ones.
 	Warmup int
+	// Classes are the runtime classes whose pod starts are measured (of
+	// AllClasses). A class whose prerequisites are missing is reported
+	// as not measured, with the reason, or is an error under CI=true.
+	Classes []string
+	// PodStarts is the number of measured sequential pod starts of each
+	// class and of each pod floor.
+	PodStarts int
+	// PodRuntimes are the gvisor and containerd classes' plugins and
+	// binaries (the runc class uses Runtime's).
+	PodRuntimes
 	// StartTimeout bounds one start.
 	StartTimeout time.Duration
 	// DataDir is where the run's temporary directory is made (it holds
@@ -59,6 +70,9 @@ func DefaultConfig() Config {
 		Starts:       100,
 		Concurrency:  10,
 		Warmup:       5,
+		Classes:      AllClasses,
+		PodStarts:    100,
+		PodRuntimes:  DefaultPodRuntimes(),
 		StartTimeout: time.Minute,
 	}
 }
@@ -77,8 +91,10 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("sandboxes: %d is not between 1 and the concurrency %d (0: as many as the concurrency)", cfg.Sandboxes, cfg.Concurrency)
 	case cfg.Warmup < 0:
 		return fmt.Errorf("warmup: %d is negative", cfg.Warmup)
+	case cfg.PodStarts < 1 || cfg.PodStarts > 10_000:
+		return fmt.Errorf("pod starts: %d is not between 1 and 10000", cfg.PodStarts)
 	}
-	return nil
+	return checkClasses(cfg.Classes)
 }
 
 // checkFloor validates the fields the floor uses; errors name the field.
@@ -114,7 +130,22 @@ type results struct {
 	// The phases: sequential through the plugin, runc run and runc
 	// create + start; concurrent through the plugin and runc run.
 	seqPlugin, seqFloor, seqTwoStep, conPlugin, conFloor *phase
+	// The pod starts: the classes chosen, each measured one's phase and
+	// plugin by name, and the floors (nil when not measured).
+	classes              []classPlan
+	pods                 map[string]*phase
+	podPlugins           map[string]pluginhost.Info
+	podFloor, runscFloor *phase
+	runscVersion         string
+	containerdVersion    string
+	// podSandboxes is every sandbox the pod starts made.
+	podSandboxes []string
+	// markLatency is the marker's own latency (marks.latency).
+	markLatency stats.Latencies
 }
+
+// markSamples is how many times the marker's own latency is measured.
+const markSamples = 100
 
 // Run runs the benchmark and reports it to cfg.Out (and cfg.Write). It
 // holds the machine-wide test lock while containers run, and returns when
@@ -136,6 +167,10 @@ func collect(ctx context.Context, cfg Config) (*results, error) {
 	if err := cfg.resolve(); err != nil {
 		return nil, err
 	}
+	classes, err := cfg.planClasses(os.Getenv("CI") == "true")
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
 	}
@@ -148,7 +183,7 @@ func collect(ctx context.Context, cfg Config) (*results, error) {
 	}
 	defer release()
 
-	res := &results{cfg: cfg, started: time.Now(), machine: machine.Describe(ctx), runcVersion: runcVersion(ctx, cfg.Runc)}
+	res := &results{cfg: cfg, started: time.Now(), machine: machine.Describe(ctx), runcVersion: runcVersion(ctx, cfg.Runc), classes: classes}
 	if err := measure(ctx, cfg, cfg.Log, res); err != nil {
 		return nil, err
 	}
@@ -184,6 +219,15 @@ func measure(ctx context.Context, cfg Config, log *slog.Logger, res *results) (e
 		}
 	}()
 	res.plugin = e.info
+	if err := e.setupPods(ctx, res.classes); err != nil {
+		return fmt.Errorf("pod starts: %w", err)
+	}
+	pods := e.podStarters()
+	lat, err := e.marks.latency(markSamples)
+	if err != nil {
+		return err
+	}
+	res.markLatency = stats.Summarize(lat)
 	if cfg.Warmup > 0 {
 		log.Info("warming up", "starts", cfg.Warmup)
 		if _, err := e.sequential(ctx, "w", cfg.Warmup, e.floor, e.plugin, e.twoStep); err != nil {
@@ -203,6 +247,40 @@ func measure(ctx context.Context, cfg Config, log *slog.Logger, res *results) (e
 	log.Info("concurrent starts: plugin", "starts", cfg.Starts, "concurrency", cfg.Concurrency, "sandboxes", cfg.Sandboxes)
 	if res.conPlugin, err = e.concurrent(ctx, e.plugin, cfg.Starts, cfg.Concurrency); err != nil {
 		return fmt.Errorf("concurrent, plugin: %w", err)
+	}
+	// Only `runc create` needs this process to adopt containers; the
+	// containerd daemon's shims, which daemonize, must not become its
+	// children.
+	if err := e.restoreSubreaper(); err != nil {
+		return err
+	}
+	if cfg.Warmup > 0 {
+		log.Info("warming up pod starts", "starts", cfg.Warmup, "workloads", len(pods))
+		if _, err := e.sequential(ctx, "pw", cfg.Warmup, pods...); err != nil {
+			return fmt.Errorf("warm-up, pod starts: %w", err)
+		}
+	}
+	log.Info("sequential pod starts, classes and floors in turn", "starts", cfg.PodStarts, "workloads", len(pods))
+	podPhases, err := e.sequential(ctx, "p", cfg.PodStarts, pods...)
+	if err != nil {
+		return fmt.Errorf("pod starts: %w", err)
+	}
+	res.pods, res.podPlugins = map[string]*phase{}, map[string]pluginhost.Info{}
+	for i, s := range pods {
+		switch s {
+		case e.podFloor:
+			res.podFloor = podPhases[i]
+		case e.runscFloor:
+			res.runscFloor = podPhases[i]
+			res.runscVersion = runcVersion(ctx, cfg.Runsc)
+		default:
+			p := s.(*pluginStarter)
+			res.pods[p.class], res.podPlugins[p.class] = podPhases[i], p.info
+			res.podSandboxes = append(res.podSandboxes, p.made...)
+			if p.class == ClassContainerd {
+				res.containerdVersion = runcVersion(ctx, cfg.Containerd)
+			}
+		}
 	}
 	return nil
 }
@@ -245,7 +323,7 @@ func LockMachine(ctx context.Context, log *slog.Logger) (func(), error) {
 	}
 }
 
-// runcVersion returns the first line of `runc --version`.
+// runcVersion returns the first line of `runc --version` (or runsc's).
 func runcVersion(ctx context.Context, runc string) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

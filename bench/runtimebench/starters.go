@@ -9,17 +9,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/paddock-dev/paddock/plugins/pluginhost"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 )
 
 // sample is one start, timed from just before its first step.
 type sample struct {
+	// Sandbox is when CreateSandbox returned (pod starts only).
+	Sandbox time.Duration
 	// Create and Start are when the create and the start step returned
 	// (CreateContainer and StartContainer, or runc create and runc
 	// start); zero for runc run, which has one step.
@@ -79,46 +83,89 @@ func (e *env) waitMark(ctx context.Context, tag string, mark <-chan time.Time, e
 	}
 }
 
-// pluginStarter starts containers through the plugin, as the node agent
-// does: CreateContainer then StartContainer.
+// pluginStarter starts containers through a runtime plugin, as the node
+// agent does: CreateContainer then StartContainer in one of the run's
+// sandboxes or, for pod starts, CreateSandbox first, each container in a
+// pod of its own.
 type pluginStarter struct {
-	e   *env
+	e            *env
+	short, title string
+	rt           *runtimev1.Client
+	info         pluginhost.Info
+	// pods makes every start a pod start of the runtime class class,
+	// its sandbox created with handler and removed with the container.
+	pods           bool
+	class, handler string
+
 	mu  sync.Mutex
-	ids map[string]string // tag → container id
+	ids map[string]started // by tag
+	// made is every sandbox a pod start created, removed or not.
+	made []string
 }
 
-func (p *pluginStarter) name() string { return "plugin" }
+// started is what a start made: its container and, for a pod start, its
+// sandbox.
+type started struct{ sandbox, container string }
 
-func (p *pluginStarter) label() string { return "plugin: CreateContainer + StartContainer" }
+func (p *pluginStarter) name() string { return p.short }
+
+func (p *pluginStarter) label() string { return p.title }
+
+// record notes what tag's start has made so far.
+func (p *pluginStarter) record(tag string, s started) {
+	p.mu.Lock()
+	p.ids[tag] = s
+	p.mu.Unlock()
+}
 
 func (p *pluginStarter) start(ctx context.Context, tag string, worker int) (sample, error) {
 	e := p.e
-	sb := e.sandboxes[worker%len(e.sandboxes)]
+	var ids started
 	mark := e.marks.expect(tag)
 	defer e.marks.forget(tag)
+	var s sample
 	t0 := time.Now()
-	resp, err := e.rt.CreateContainer(ctx, &runtimev1.CreateContainerRequest{SandboxId: sb, Config: e.containerConfig(tag)})
+	if p.pods {
+		resp, err := p.rt.CreateSandbox(ctx, &runtimev1.CreateSandboxRequest{Config: &runtimev1.SandboxConfig{
+			Name: tag, Tenant: benchTenant, Uid: e.runID + "-" + tag, Hostname: tag, Handler: p.handler,
+		}})
+		if err != nil {
+			return sample{}, fmt.Errorf("CreateSandbox %s: %w", tag, err)
+		}
+		s.Sandbox = time.Since(t0)
+		ids.sandbox = resp.Sandbox.Id
+		p.record(tag, ids)
+		p.mu.Lock()
+		p.made = append(p.made, ids.sandbox)
+		p.mu.Unlock()
+	} else {
+		ids.sandbox = e.sandboxes[worker%len(e.sandboxes)]
+	}
+	resp, err := p.rt.CreateContainer(ctx, &runtimev1.CreateContainerRequest{SandboxId: ids.sandbox, Config: e.containerConfig(tag)})
 	if err != nil {
 		return sample{}, fmt.Errorf("CreateContainer %s: %w", tag, err)
 	}
-	s := sample{Create: time.Since(t0)}
-	id := resp.Container.Id
-	p.mu.Lock()
-	p.ids[tag] = id
-	p.mu.Unlock()
-	if _, err := e.rt.StartContainer(ctx, &runtimev1.StartContainerRequest{Id: id}); err != nil {
-		return sample{}, fmt.Errorf("StartContainer %s (%s): %w", id, tag, err)
+	s.Create = time.Since(t0)
+	ids.container = resp.Container.Id
+	p.record(tag, ids)
+	if _, err := p.rt.StartContainer(ctx, &runtimev1.StartContainerRequest{Id: ids.container}); err != nil {
+		return sample{}, fmt.Errorf("StartContainer %s (%s): %w", ids.container, tag, err)
 	}
 	s.Start = time.Since(t0)
-	at, err := e.waitMark(ctx, tag, mark, nil, t0, func() string { return p.describe(id) })
+	at, err := e.waitMark(ctx, tag, mark, nil, t0, func() string { return p.describe(ids.container) })
 	s.done(t0, at)
 	return s, err
 }
 
 // cpu is the plugin process's CPU time and that of the children it
 // reaped (shims, with the runc processes and containers they reaped),
-// after waiting for it to reap the shims of removed containers.
+// after waiting for it to reap the shims of removed containers. Pod
+// starts are not counted: gVisor's sandboxes and containerd's shims are
+// not the plugin's children.
 func (p *pluginStarter) cpu(ctx context.Context) (total, own time.Duration, err error) {
+	if p.pods {
+		return 0, 0, nil
+	}
 	pid := p.e.inst.PID()
 	if err := awaitReaped(ctx, pid); err != nil {
 		return 0, 0, err
@@ -130,7 +177,7 @@ func (p *pluginStarter) cpu(ctx context.Context) (total, own time.Duration, err 
 func (p *pluginStarter) describe(id string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := p.e.rt.InspectContainer(ctx, &runtimev1.InspectContainerRequest{Id: id})
+	c, err := p.rt.InspectContainer(ctx, &runtimev1.InspectContainerRequest{Id: id})
 	if err != nil {
 		return "InspectContainer: " + err.Error()
 	}
@@ -141,15 +188,23 @@ func (p *pluginStarter) describe(id string) string {
 	return d + ", log " + c.LogPath
 }
 
+// remove removes tag's container and, for a pod start, its sandbox.
 func (p *pluginStarter) remove(ctx context.Context, tag string) error {
 	p.mu.Lock()
-	id, ok := p.ids[tag]
+	ids, ok := p.ids[tag]
 	p.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	if _, err := p.e.rt.RemoveContainer(ctx, &runtimev1.RemoveContainerRequest{Id: id, Force: true}); err != nil {
-		return fmt.Errorf("RemoveContainer %s (%s): %w", id, tag, err)
+	if ids.container != "" {
+		if _, err := p.rt.RemoveContainer(ctx, &runtimev1.RemoveContainerRequest{Id: ids.container, Force: true}); err != nil {
+			return fmt.Errorf("RemoveContainer %s (%s): %w", ids.container, tag, err)
+		}
+	}
+	if p.pods {
+		if err := removeSandbox(ctx, p.rt, ids.sandbox); err != nil {
+			return fmt.Errorf("%w (%s)", err, tag)
+		}
 	}
 	p.mu.Lock()
 	delete(p.ids, tag)
@@ -157,8 +212,19 @@ func (p *pluginStarter) remove(ctx context.Context, tag string) error {
 	return nil
 }
 
+// removeSandbox stops and removes a sandbox.
+func removeSandbox(ctx context.Context, rt *runtimev1.Client, id string) error {
+	if _, err := rt.StopSandbox(ctx, &runtimev1.StopSandboxRequest{Id: id}); err != nil {
+		return fmt.Errorf("StopSandbox %s: %w", id, err)
+	}
+	if _, err := rt.RemoveSandbox(ctx, &runtimev1.RemoveSandboxRequest{Id: id}); err != nil {
+		return fmt.Errorf("RemoveSandbox %s: %w", id, err)
+	}
+	return nil
+}
+
 func (p *pluginStarter) removeAll(ctx context.Context) error {
-	if p.e.rt == nil {
+	if p == nil || p.rt == nil {
 		return nil
 	}
 	p.mu.Lock()
@@ -174,22 +240,34 @@ func (p *pluginStarter) removeAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// floorStarter starts containers with bare runc, from bundles that copy
-// the template's, each container with its own process and cgroup: with
-// `runc run` in the foreground, which stays the container's parent (as the
-// plugin's shim does) and deletes it when its process ends, or, when
-// twoStep is set, with `runc create` and `runc start`, what the shim runs,
-// the container's process then reparented to this process (a child
+// floorStarter starts containers with a bare OCI runtime (runc, or runsc
+// for the gVisor floor), from bundles that copy the template's, each
+// container with its own process and cgroup: with `runc run` in the
+// foreground, which stays the container's parent (as the plugin's shim
+// does) and deletes it when its process ends, or, when twoStep is set,
+// with `runc create` and `runc start`, what the shim runs, the
+// container's process then reparented to this process (a child
 // subreaper while the bench runs) and reaped by it.
 type floorStarter struct {
-	e       *env
-	root    string // runc's --root
-	twoStep bool
+	e            *env
+	short, title string
+	bin          string   // runc or runsc
+	global       []string // the runtime's options after --root and the log's
+	root         string   // the runtime's --root
+	twoStep      bool
+	// pod makes each container a pod of its own: a network namespace of
+	// its own, and for runsc a gVisor sandbox of its own.
+	pod bool
 
 	mu      sync.Mutex
 	runs    map[string]*floorRun // by tag
 	cgroups []string             // every cgroup path a floor container was given
 	used    time.Duration        // CPU time of the processes reaped so far
+}
+
+// newFloor returns a floor that runs bin with root dir/rootName.
+func (e *env) newFloor(short, title, bin, rootName string, global ...string) *floorStarter {
+	return &floorStarter{e: e, short: short, title: title, bin: bin, global: global, root: filepath.Join(e.dir, rootName), runs: map[string]*floorRun{}}
 }
 
 // floorRun is one floor container.
@@ -200,22 +278,14 @@ type floorRun struct {
 	done chan struct{} // closed when proc has been reaped
 }
 
-func (f *floorStarter) name() string {
-	if f.twoStep {
-		return "runc-cs"
-	}
-	return "runc-run"
-}
+func (f *floorStarter) name() string { return f.short }
 
-func (f *floorStarter) label() string {
-	if f.twoStep {
-		return "floor: `runc create` + `runc start`"
-	}
-	return "floor: `runc run`"
-}
+func (f *floorStarter) label() string { return f.title }
 
 // bundle writes tag's bundle: the template's spec with tag's process and
-// a cgroup of its own, the root filesystem the template's.
+// a cgroup of its own, the root filesystem the template's. A pod floor's
+// container also gets a network namespace of its own, and loses the
+// annotations that would make runsc join an existing sandbox.
 func (f *floorStarter) bundle(tag, id string) (string, error) {
 	var spec map[string]any
 	if err := json.Unmarshal(f.e.spec, &spec); err != nil {
@@ -228,6 +298,20 @@ func (f *floorStarter) bundle(tag, id string) (string, error) {
 	}
 	proc["args"] = command(tag)
 	linux["cgroupsPath"] = id
+	if f.pod {
+		namespaces, _ := linux["namespaces"].([]any)
+		for _, ns := range namespaces {
+			if ns, ok := ns.(map[string]any); ok && ns["type"] == "network" {
+				delete(ns, "path")
+			}
+		}
+		annotations, _ := spec["annotations"].(map[string]any)
+		for k := range annotations {
+			if strings.HasPrefix(k, "io.kubernetes.cri.") {
+				delete(annotations, k)
+			}
+		}
+	}
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return "", err
@@ -242,11 +326,11 @@ func (f *floorStarter) bundle(tag, id string) (string, error) {
 	return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 }
 
-// runc returns a runc command with the floor's root and, like the plugin's
-// shim, a JSON log in dir.
+// runc returns a command of the floor's runtime with its root and, like
+// the plugin's shim, a JSON log in dir.
 func (f *floorStarter) runc(dir string, args ...string) *exec.Cmd {
 	base := []string{"--root", f.root, "--log", filepath.Join(dir, "runc.log"), "--log-format", "json"}
-	cmd := exec.Command(f.e.cfg.Runc, append(base, args...)...)
+	cmd := exec.Command(f.bin, slices.Concat(base, f.global, args)...)
 	// Its own process group keeps a Ctrl-C at the terminal away from
 	// runc and the container; the cleanup stops them.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -437,7 +521,13 @@ func (f *floorStarter) remove(ctx context.Context, tag string) error {
 	return errors.Join(errs...)
 }
 
+// removeAll removes every container still there, then deletes any the
+// runtime still lists under the floor's root (left by a runc run or
+// runsc run that was killed).
 func (f *floorStarter) removeAll(ctx context.Context) error {
+	if f == nil {
+		return nil
+	}
 	f.mu.Lock()
 	var tags []string
 	for tag := range f.runs {
@@ -448,6 +538,18 @@ func (f *floorStarter) removeAll(ctx context.Context) error {
 	for _, tag := range tags {
 		errs = append(errs, f.remove(ctx, tag))
 	}
+	if _, err := os.Stat(f.root); err != nil {
+		return errors.Join(errs...)
+	}
+	out, err := f.runc(f.e.dir, "list", "--quiet").Output()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("%s list: %w", f.bin, err))...)
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if out, err := f.runRunc(f.e.dir, "delete", "--force", id); err != nil {
+			errs = append(errs, fmt.Errorf("%s delete %s: %v: %s", f.bin, id, err, bytes.TrimSpace(out)))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -455,6 +557,9 @@ func (f *floorStarter) removeAll(ctx context.Context) error {
 // behind, in every hierarchy: runc resolves the relative cgroupsPath under
 // its own cgroup, which is this process's.
 func (f *floorStarter) removeCgroups() error {
+	if f == nil {
+		return nil
+	}
 	f.mu.Lock()
 	names := f.cgroups
 	f.mu.Unlock()
@@ -465,21 +570,33 @@ func (f *floorStarter) removeCgroups() error {
 	if err != nil {
 		return err
 	}
+	_, err = removeCgroupDirs(dirs, names)
+	return err
+}
+
+// removeCgroupDirs removes the cgroups named names below each of parents
+// where they exist, and says how many it removed.
+func removeCgroupDirs(parents, names []string) (int, error) {
 	var errs []error
-	for _, d := range dirs {
+	removed := 0
+	for _, d := range parents {
 		for _, n := range names {
-			if err := os.Remove(filepath.Join(d, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			err := os.Remove(filepath.Join(d, n))
+			switch {
+			case err == nil:
+				removed++
+			case !errors.Is(err, os.ErrNotExist):
 				errs = append(errs, err)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // ownCgroupDirs returns the directories this process's cgroup might be in:
 // every cgroup mount joined with every path /proc/self/cgroup lists.
 func ownCgroupDirs() ([]string, error) {
-	mounts, err := os.ReadFile("/proc/self/mounts")
+	mounts, err := cgroupMounts()
 	if err != nil {
 		return nil, err
 	}
@@ -494,13 +611,26 @@ func ownCgroupDirs() ([]string, error) {
 		}
 	}
 	var dirs []string
+	for _, m := range mounts {
+		for p := range paths {
+			dirs = append(dirs, filepath.Join(m, p))
+		}
+	}
+	return dirs, nil
+}
+
+// cgroupMounts returns where every cgroup hierarchy (v1 or v2) is
+// mounted.
+func cgroupMounts() ([]string, error) {
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
 	for line := range strings.Lines(string(mounts)) {
 		f := strings.Fields(line)
-		if len(f) < 3 || (f[2] != "cgroup" && f[2] != "cgroup2") {
-			continue
-		}
-		for p := range paths {
-			dirs = append(dirs, filepath.Join(unescapeMount(f[1]), p))
+		if len(f) >= 3 && (f[2] == "cgroup" || f[2] == "cgroup2") {
+			dirs = append(dirs, unescapeMount(f[1]))
 		}
 	}
 	return dirs, nil

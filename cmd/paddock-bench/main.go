@@ -2,9 +2,10 @@
 // this machine, prints a Markdown table per benchmark and, with --write,
 // records each in its section of docs/benchmarks.md: B1, scheduler
 // throughput with every binding committed against raw etcd
-// compare-and-swap (package bench/schedbench), B3, container start
-// through the runtime plugin against bare runc (package
-// bench/runtimebench), B4, the API write path, store and watch fan-out
+// compare-and-swap (package bench/schedbench), B3, pod start of the
+// runc, gvisor and containerd runtime classes against bare runc run and
+// runsc run, and container start through the runc plugin against bare
+// runc (package bench/runtimebench), B4, the API write path, store and watch fan-out
 // against raw etcd (package bench/apibench), PODSTART, a pod's start
 // end to end on the real runc runtime against bare runc (package
 // bench/podbench), and B6, service programming latency of the nftables
@@ -50,7 +51,7 @@ func main() {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: paddock-bench [flags]\n\nRuns benchmarks against their floors on this machine:\n"+
 			"  B1  scheduler throughput, every binding committed, against raw etcd compare-and-swap, in one process (flags --b1-*)\n"+
-			"  B3  container start through the runtime plugin against bare runc run (flags --b3-*, --runtime-plugin, --image-archive, --runc; needs root)\n"+
+			"  B3  pod start of the runc, gvisor and containerd classes against bare runc run and runsc run, and container start through the runc plugin against bare runc run (flags --b3-*, --runtime-plugin, --image-archive, --runc; needs root)\n"+
 			"  B4  API creates, gets and watch fan-out against raw etcd, in one process (the other flags)\n"+
 			"  PODSTART  pod create → Running seen through a watch, scheduler and node agent with the runc plugin in one process, against bare runc run (flags --podstart-*, --runtime-plugin, --image-archive, --image, --runc; needs root)\n"+
 			"  B6  service programming latency of the nftables service proxy, change → first connection, against a bare one-rule netlink DNAT insert, in network namespaces (flags --b6-*; needs root)\n"+
@@ -79,6 +80,12 @@ func main() {
 	fs.IntVar(&rcfg.Concurrency, "b3-concurrency", rcfg.Concurrency, "B3: starts kept going at once in the concurrent phase")
 	fs.IntVar(&rcfg.Sandboxes, "b3-sandboxes", 0, "B3: sandboxes the concurrent plugin starts are spread over (0: one per concurrent start; 1: all in one pod)")
 	fs.IntVar(&rcfg.Warmup, "b3-warmup", rcfg.Warmup, "B3: unmeasured sequential starts of each workload first")
+	b3Classes := fs.String("b3-classes", strings.Join(rcfg.Classes, ","), "B3: comma-separated runtime classes whose pod starts are measured (runc, gvisor, containerd)")
+	fs.IntVar(&rcfg.PodStarts, "b3-pod-starts", rcfg.PodStarts, "B3: measured sequential pod starts of each class and floor")
+	fs.StringVar(&rcfg.RunscPlugin, "b3-runsc-plugin", rcfg.RunscPlugin, "B3: the gVisor runtime plugin binary of the gvisor class (make build)")
+	fs.StringVar(&rcfg.Runsc, "b3-runsc", rcfg.Runsc, "B3: runsc of the gvisor class and the runsc run floor (make build)")
+	fs.StringVar(&rcfg.ContainerdPlugin, "b3-containerd-plugin", rcfg.ContainerdPlugin, "B3: the containerd runtime plugin binary of the containerd class (make build)")
+	fs.StringVar(&rcfg.Containerd, "b3-containerd", rcfg.Containerd, "B3: the containerd binary the containerd class's private daemon runs")
 	fs.StringVar(&rcfg.Plugin, "runtime-plugin", rcfg.Plugin, "B3 and PODSTART: the runtime plugin binary (make build)")
 	fs.StringVar(&rcfg.ImageArchive, "image-archive", rcfg.ImageArchive, "B3 and PODSTART: OCI archive of the image the containers run (make testimages)")
 	fs.StringVar(&rcfg.Image, "image", rcfg.Image, "B3 and PODSTART: the image's reference in the archive")
@@ -126,6 +133,12 @@ func main() {
 	if ncfg.Streams, err = parseInts(*datapathStreams); err != nil {
 		fmt.Fprintf(os.Stderr, "paddock-bench: --datapath-streams: %v\n", err)
 		os.Exit(2)
+	}
+	rcfg.Classes = nil
+	for c := range strings.SplitSeq(*b3Classes, ",") {
+		if c = strings.ToLower(strings.TrimSpace(c)); c != "" {
+			rcfg.Classes = append(rcfg.Classes, c)
+		}
 	}
 	run, err := parseBenchmarks(*benchmarks)
 	if err != nil {

@@ -16,13 +16,16 @@ import (
 type state struct {
 	procs   map[int]string // pid → command line
 	parents map[int]int
-	mounts  map[string]bool
-	cgroups map[string]bool
+	// sessions are the processes' session ids: 0 for a process init
+	// started itself, never for one that came from the plugin's tree.
+	sessions map[int]int
+	mounts   map[string]bool
+	cgroups  map[string]bool
 }
 
 // snapshot reads the machine's processes, mounts and Paddock cgroups.
 func snapshot() *state {
-	s := &state{procs: map[int]string{}, parents: map[int]int{}, mounts: map[string]bool{}, cgroups: map[string]bool{}}
+	s := &state{procs: map[int]string{}, parents: map[int]int{}, sessions: map[int]int{}, mounts: map[string]bool{}, cgroups: map[string]bool{}}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -34,22 +37,24 @@ func snapshot() *state {
 			continue
 		}
 		// Fields after the command, which is in parentheses and may hold
-		// spaces: state ppid ...
+		// spaces: state ppid pgrp session ...
 		rest := string(stat)
 		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
 			rest = rest[i+1:]
 		}
 		f := strings.Fields(rest)
-		if len(f) < 2 {
+		if len(f) < 4 {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])
+		sid, _ := strconv.Atoi(f[3])
 		if ppid == 2 || pid == 2 {
 			continue // kernel threads
 		}
 		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		s.procs[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
 		s.parents[pid] = ppid
+		s.sessions[pid] = sid
 	}
 	s.mounts = readMounts()
 	// Paddock's runtimes keep their cgroups under a "paddock" parent in
@@ -117,8 +122,9 @@ func (s *state) descendsFrom(pid, ancestor int) bool {
 // whose first ancestor that was there before is init (a daemonized shim
 // or container, or an orphan). Processes that other programs on the
 // machine start meanwhile (other test binaries, shells, builds) descend
-// from a process that was already running, and do not count; neither
-// does the plugin's own process.
+// from a process that was already running, or are services init started
+// itself (session 0, which nothing the plugin starts can be in), and do
+// not count; neither does the plugin's own process.
 func leaks(before, after *state, pluginPID int) []string {
 	var out []string
 	self := os.Getpid()
@@ -126,7 +132,7 @@ func leaks(before, after *state, pluginPID int) []string {
 		if _, old := before.procs[pid]; old || pid == self || pid == pluginPID {
 			continue
 		}
-		if !after.descendsFrom(pid, pluginPID) && firstOldAncestor(before, after, pid) > 1 {
+		if !after.descendsFrom(pid, pluginPID) && (firstOldAncestor(before, after, pid) > 1 || after.sessions[pid] == 0) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("process %d: %s", pid, cmd))
