@@ -78,7 +78,10 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 		dataDir = t.TempDir()
 	}
 	s := &server{dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: filepath.Join(dataDir, "admin.conf")}
-	s.start(t, "server", append([]string{"--data-dir", dataDir, "--listen", s.addr}, args...), s.ready)
+	// The cluster DNS server on a port of its own, so that a cluster
+	// already running on this machine (on :1053) does not stop the test's.
+	dns := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.start(t, "server", append([]string{"--data-dir", dataDir, "--listen", s.addr, "--dns-listen", dns}, args...), s.ready)
 	return s
 }
 
