@@ -75,6 +75,10 @@ type Config struct {
 	Reserved api.ResourceList
 	// MaxPods caps the pods on the node (default 110).
 	MaxPods int64
+	// PodPidsLimit caps the processes (threads included) of each pod: the
+	// pids limit of its sandbox, which the runtime plugin enforces (runc
+	// in the pod cgroup). 0: no limit (`paddock agent` defaults to 1024).
+	PodPidsLimit int64
 	// DNSServers are the nameservers of pods' resolv.conf (searches are
 	// filled in per tenant); default with a network plugin: the cluster
 	// DNS service's IP (the 10th address of the service CIDR).
@@ -152,6 +156,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxPods < 0 {
 		return errdefs.Field(errdefs.ErrInvalidArgument, "max-pods", "must be positive")
+	}
+	if c.PodPidsLimit < 0 {
+		return errdefs.Field(errdefs.ErrInvalidArgument, "pod-pids-limit", fmt.Sprintf("%d: want 0 (no limit) or a positive number", c.PodPidsLimit))
 	}
 	if c.StreamsListen == "" {
 		c.StreamsListen = fmt.Sprintf(":%d", streams.DefaultPort)

@@ -320,7 +320,7 @@ func (a *Agent) createSandbox(ctx context.Context, pod *api.Pod, plugin string, 
 			Searches: []string{pod.Metadata.Tenant + ".svc." + a.cfg.ClusterDomain, "svc." + a.cfg.ClusterDomain, a.cfg.ClusterDomain},
 			Options:  []string{"ndots:5"},
 		},
-		Resources:   podResources(pod),
+		Resources:   podResources(pod, a.cfg.PodPidsLimit),
 		Labels:      map[string]string{labelManaged: "true", labelPodUID: pod.Metadata.UID},
 		Annotations: map[string]string{"paddock.dev/node": a.cfg.NodeName},
 		Handler:     handler,
@@ -448,9 +448,10 @@ func (a *Agent) startContainer(ctx context.Context, key string, pod *api.Pod, st
 	return 0, nil
 }
 
-// podResources is the pod's total limits, for its cgroup: a resource is
-// limited only if every container limits it.
-func podResources(pod *api.Pod) *runtimev1.Resources {
+// podResources is the pod's total limits, for its cgroup: cpu and memory
+// are limited only if every container limits them; pids is the node's
+// per-pod limit (0: none).
+func podResources(pod *api.Pod, pids int64) *runtimev1.Resources {
 	var cpu, mem int64
 	cpuAll, memAll := true, true
 	for _, c := range pod.Spec.Containers {
@@ -465,7 +466,7 @@ func podResources(pod *api.Pod) *runtimev1.Resources {
 			memAll = false
 		}
 	}
-	r := &runtimev1.Resources{}
+	r := &runtimev1.Resources{Pids: pids}
 	if cpuAll {
 		r.CpuMillis = cpu
 	}

@@ -25,6 +25,7 @@ type agentFlags struct {
 	runtimeConfigs []string
 	labels         []string
 	maxPods        int64
+	podPidsLimit   int64
 	streamsListen  string
 	reserved       string
 	network        string
@@ -55,9 +56,15 @@ func (f *agentFlags) register(cmd *cobra.Command, standalone bool) {
 	fl.StringArrayVar(&f.runtimeConfigs, "runtime-config", nil, "configuration of a runtime plugin, NAME=FILE (JSON), repeatable")
 	fl.StringArrayVar(&f.labels, "label", nil, "node label KEY=VALUE, repeatable")
 	fl.Int64Var(&f.maxPods, "max-pods", 110, "most pods this node runs")
+	fl.Int64Var(&f.podPidsLimit, "pod-pids-limit", defaultPodPidsLimit, "most processes (threads included) of each pod, its cgroup's pids.max; 0: no limit")
 	fl.StringVar(&f.reserved, "reserved", "", "what the node keeps for itself, e.g. cpu=500m,memory=1Gi (allocatable is capacity less this)")
 	fl.StringVar(&f.streamsListen, "streams-listen", "", "address of the stream server the API server reaches for logs and exec (default :10250)")
 }
+
+// defaultPodPidsLimit is the per-pod pids limit of --pod-pids-limit: room
+// for any ordinary workload, while a fork bomb stops long before the node
+// runs out of pids.
+const defaultPodPidsLimit = 1024
 
 // defaultNodeName is the host's name when it is a valid node name.
 func defaultNodeName() string {
@@ -103,7 +110,7 @@ func defaultPlugin(name, binary string) string {
 
 // config turns the flags into an agent config (without a client).
 func (f *agentFlags) config(g *globals, logFormat, logLevel string) (agent.Config, error) {
-	cfg := agent.Config{NodeName: f.nodeName, DataDir: f.dataDir, NodeIP: f.nodeIP, MaxPods: f.maxPods, StreamsListen: f.streamsListen, Version: Version}
+	cfg := agent.Config{NodeName: f.nodeName, DataDir: f.dataDir, NodeIP: f.nodeIP, MaxPods: f.maxPods, PodPidsLimit: f.podPidsLimit, StreamsListen: f.streamsListen, Version: Version}
 	runtimes := f.runtimes
 	if len(runtimes) == 0 {
 		runtimes = defaultRuntimes()
@@ -191,6 +198,9 @@ func (f *agentFlags) config(g *globals, logFormat, logLevel string) (agent.Confi
 	}
 	if f.maxPods <= 0 {
 		return cfg, fmt.Errorf("--max-pods %d: want a positive number", f.maxPods)
+	}
+	if f.podPidsLimit < 0 {
+		return cfg, fmt.Errorf("--pod-pids-limit %d: want 0 (no limit) or a positive number", f.podPidsLimit)
 	}
 	log, err := newLogger(g.errOut, logFormat, logLevel)
 	if err != nil {

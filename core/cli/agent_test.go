@@ -7,12 +7,12 @@ import (
 
 func TestAgentFlags(t *testing.T) {
 	g := &globals{errOut: &strings.Builder{}}
-	ok := agentFlags{nodeName: "n1", maxPods: 10, runtimes: []string{"runc=/x/plugin"}, labels: []string{"zone=a"}, reserved: "cpu=500m,memory=1Gi"}
+	ok := agentFlags{nodeName: "n1", maxPods: 10, podPidsLimit: 128, runtimes: []string{"runc=/x/plugin"}, labels: []string{"zone=a"}, reserved: "cpu=500m,memory=1Gi"}
 	cfg, err := ok.config(g, "text", "info")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Runtimes) != 1 || cfg.Runtimes[0].Name != "runc" || cfg.Labels["zone"] != "a" || cfg.Reserved["memory"].Value() != 1<<30 {
+	if len(cfg.Runtimes) != 1 || cfg.Runtimes[0].Name != "runc" || cfg.Labels["zone"] != "a" || cfg.Reserved["memory"].Value() != 1<<30 || cfg.PodPidsLimit != 128 {
 		t.Errorf("config = %+v", cfg)
 	}
 	for _, tc := range []struct {
@@ -26,6 +26,7 @@ func TestAgentFlags(t *testing.T) {
 		{agentFlags{maxPods: 1, reserved: "gpu=1"}, "--reserved \"gpu=1\""},
 		{agentFlags{maxPods: 1, reserved: "cpu=lots"}, "--reserved cpu: \"lots\" is not a quantity"},
 		{agentFlags{maxPods: 0}, "--max-pods 0"},
+		{agentFlags{maxPods: 1, podPidsLimit: -1}, "--pod-pids-limit -1: want 0 (no limit) or a positive number"},
 		{agentFlags{maxPods: 1, network: "bridge"}, `--network "bridge": want NAME=PATH`},
 		{agentFlags{maxPods: 1, network: "none", networkConfig: "/f"}, "--network-config: there is no network plugin"},
 		{agentFlags{maxPods: 1, network: "bridge=/p", networkConfig: "/no/such/file"}, "--network-config: open /no/such/file"},

@@ -136,6 +136,17 @@ func TestQuota(t *testing.T) {
 	failPaddock(t, s.admin, fmt.Sprintf(podYAML, "p3", "700m"), []string{"exceeded quota", "cpu", "requested 700m", "600m left"}, "apply", "-t", "q", "-f", "-")
 	mustPaddock(t, s.admin, fmt.Sprintf(podYAML, "p3", "600m"), "apply", "-t", "q", "-f", "-")
 
+	// Memory: podYAML requests 64Mi; a pod asking more than is left is
+	// refused with the quota named, one that fits is admitted.
+	mustPaddock(t, s.admin, "", "tenant", "create", "qm", "--quota", "memory=256Mi")
+	withMemory := func(name, memory string) string {
+		return strings.Replace(fmt.Sprintf(podYAML, name, "100m"), "memory: 64Mi", "memory: "+memory, 1)
+	}
+	mustPaddock(t, s.admin, withMemory("m1", "64Mi"), "apply", "-t", "qm", "-f", "-")
+	failPaddock(t, s.admin, withMemory("m2", "256Mi"), []string{"exceeded quota", `"qm"`, "memory", "requested 256Mi", "used 64Mi of 256Mi", "192Mi left"}, "apply", "-t", "qm", "-f", "-")
+	mustPaddock(t, s.admin, withMemory("m2", "192Mi"), "apply", "-t", "qm", "-f", "-")
+	failPaddock(t, s.admin, withMemory("m3", "1Mi"), []string{"exceeded quota", "memory", "requested 1Mi", "0 left"}, "apply", "-t", "qm", "-f", "-")
+
 	// Concurrent creates never overshoot the quota.
 	mustPaddock(t, s.admin, "", "tenant", "create", "race", "--quota", "pods=5")
 	c := apiClient(t, s.admin)

@@ -22,9 +22,9 @@ type up struct {
 	t    *testing.T
 }
 
-// startUp runs `paddock up` on dataDir (a fresh one when empty) and waits
-// until its node is Ready.
-func startUp(t *testing.T, dataDir string) *up {
+// startUp runs `paddock up` on dataDir (a fresh one when empty), with
+// extra flags if any, and waits until its node is Ready.
+func startUp(t *testing.T, dataDir string, extra ...string) *up {
 	t.Helper()
 	if dataDir == "" {
 		var err error
@@ -44,7 +44,7 @@ func startUp(t *testing.T, dataDir string) *up {
 	}
 	u := &up{server: server{dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: filepath.Join(dataDir, "admin.conf")}, node: "e2e-node", t: t}
 	args := []string{"--data-dir", dataDir, "--listen", u.addr, "--node-name", u.node, "--node-ip", "127.0.0.1", "--streams-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	u.start(t, "up", args, u.nodeReady)
+	u.start(t, "up", append(args, extra...), u.nodeReady)
 	return u
 }
 
