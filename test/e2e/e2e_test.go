@@ -19,7 +19,6 @@ import (
 	"github.com/paddock-dev/paddock/core/client"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	"github.com/paddock-dev/paddock/core/store"
-	"github.com/paddock-dev/paddock/internal/testlock"
 )
 
 const podYAML = `apiVersion: paddock.dev/v1
@@ -431,10 +430,7 @@ func TestAuditHealthMetrics(t *testing.T) {
 // paddock up prints its progress and what to try, and links
 // ~/.paddock/config to admin.conf so the CLI works without flags.
 func TestUp(t *testing.T) {
-	requireRoot(t)
-	testlock.Machine(t)
-	u := startUp(t, "")
-	t.Cleanup(func() { u.down(t) })
+	u := clusterUp(t)
 	for _, want := range []string{"starting Paddock", "API server ready", "admin.conf", "node e2e-node ready with runtimes runc", "Next:"} {
 		if !strings.Contains(u.logs.String(), want) {
 			t.Errorf("paddock up output lacks %q:\n%s", want, u.logs)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/api"
-	"github.com/paddock-dev/paddock/internal/testlock"
 )
 
 const networkManifests = `apiVersion: paddock.dev/v1
@@ -69,10 +68,7 @@ spec:
 // narrows traffic as written; a NodePort answers from the host; deleting
 // pods frees their addresses.
 func TestNetworkEndToEnd(t *testing.T) {
-	requireRoot(t)
-	testlock.Machine(t)
-	u := startUp(t, "")
-	t.Cleanup(func() { u.down(t) })
+	u := clusterUp(t)
 	cfg := u.admin
 	for _, tn := range []string{"acme", "other"} {
 		mustPaddock(t, cfg, "", "tenant", "create", tn)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/api"
-	"github.com/paddock-dev/paddock/internal/testlock"
 )
 
 // podPidsLimit is the --pod-pids-limit of the `paddock up` under test: low,
@@ -56,10 +55,7 @@ spec:
 // on, and deleting it leaves nothing behind. Tenant plain is shared (runc),
 // tenant sealed is sandboxed (gVisor).
 func TestRuntimeIsolation(t *testing.T) {
-	requireRoot(t)
-	testlock.Machine(t)
-	u := startUp(t, "", "--pod-pids-limit", strconv.Itoa(podPidsLimit))
-	t.Cleanup(func() { u.down(t) })
+	u := clusterUp(t, "--pod-pids-limit", strconv.Itoa(podPidsLimit))
 	mustPaddock(t, u.admin, "", "tenant", "create", "plain")
 	mustPaddock(t, u.admin, "", "tenant", "create", "sealed", "--sandboxed")
 	for _, rt := range isolatedRuntimes {

@@ -3,8 +3,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-
-	"github.com/paddock-dev/paddock/internal/testlock"
 )
 
 // A sandboxed tenant's pod runs under gVisor without asking: `paddock up`
@@ -12,10 +10,7 @@ import (
 // runsc in bin/), admission gives the tenant's pods that class, and the
 // kernel the pod sees is gVisor's.
 func TestSandboxedTenantRunsUnderGVisor(t *testing.T) {
-	requireRoot(t)
-	testlock.Machine(t)
-	u := startUp(t, "")
-	t.Cleanup(func() { u.down(t) })
+	u := clusterUp(t)
 	cfg := u.admin
 	if r := mustPaddock(t, cfg, "", "get", "node", u.node, "-o", "json"); !strings.Contains(r.stdout, `"gvisor"`) {
 		t.Fatalf("node %s does not offer the gvisor runtime class:\n%s", u.node, r.stdout)

@@ -22,6 +22,18 @@ type up struct {
 	t    *testing.T
 }
 
+// clusterUp is the start of every test on a real cluster: it needs root,
+// holds the machine lock, runs `paddock up` on a fresh data dir with extra
+// flags if any, and brings it down (`paddock down`) when the test ends.
+func clusterUp(t *testing.T, extra ...string) *up {
+	t.Helper()
+	requireRoot(t)
+	testlock.Machine(t)
+	u := startUp(t, "", extra...)
+	t.Cleanup(func() { u.down(t) })
+	return u
+}
+
 // startUp runs `paddock up` on dataDir (a fresh one when empty), with
 // extra flags if any, and waits until its node is Ready.
 func startUp(t *testing.T, dataDir string, extra ...string) *up {
@@ -121,10 +133,7 @@ func requireRoot(t *testing.T) {
 // leaves them running too and the restarted plugin recovers them; SIGTERM
 // of up leaves them running; paddock down stops them.
 func TestUpKeepsPodsAcrossRestarts(t *testing.T) {
-	requireRoot(t)
-	testlock.Machine(t)
-	u := startUp(t, "")
-	t.Cleanup(func() { u.down(t) }) // on failure; again at the end is harmless
+	u := clusterUp(t)
 	mustPaddock(t, u.admin, "", "tenant", "create", "demo")
 	const marker = "sleep 3601"
 	pod := `apiVersion: paddock.dev/v1

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/paddock-dev/paddock/core/api"
-	"github.com/paddock-dev/paddock/internal/testlock"
 )
 
 // The issue's end-to-end story through the real binaries on `paddock up`:
@@ -21,10 +20,7 @@ import (
 // unschedulable pod explains why; deleting the Deployment leaves no
 // container processes behind.
 func TestDeploymentEndToEnd(t *testing.T) {
-	requireRoot(t)
-	testlock.Machine(t)
-	u := startUp(t, "")
-	t.Cleanup(func() { u.down(t) })
+	u := clusterUp(t)
 	cfg := u.admin
 	mustPaddock(t, cfg, "", "tenant", "create", "demo")
 	const marker = "sleep 3602"
