@@ -34,7 +34,7 @@ build: deps ## Build every command under cmd/ into bin/, and the example runtime
 	@mkdir -p bin
 	go build -o bin/ ./cmd/...
 	go build -o bin/paddock-example-runtime ./examples/runtime-plugin
-	@$(MAKE) --no-print-directory bin/runsc
+	@$(MAKE) --no-print-directory bin/runsc bin/containerd-shim-runsc-v1
 
 # runsc, the gVisor kernel of the gvisor runtime class, from the release
 # tools/gvisor pins (its own module: gVisor needs an older runtime-spec).
@@ -42,6 +42,14 @@ build: deps ## Build every command under cmd/ into bin/, and the example runtime
 bin/runsc: tools/gvisor/go.mod tools/gvisor/go.sum
 	@mkdir -p bin
 	cd tools/gvisor && CGO_ENABLED=0 go build -o ../../bin/runsc gvisor.dev/gvisor/runsc
+
+# containerd-shim-runsc-v1, containerd's shim for gVisor (the
+# containerd-gvisor runtime class), from the same pin (tools/gvisor/shim:
+# gVisor's shim, able to start without CAP_SYS_RESOURCE). containerd finds
+# it in its PATH; the containerd plugin tells it to run bin/runsc.
+bin/containerd-shim-runsc-v1: tools/gvisor/go.mod tools/gvisor/go.sum tools/gvisor/shim/main.go
+	@mkdir -p bin
+	cd tools/gvisor && CGO_ENABLED=0 go build -o ../../bin/containerd-shim-runsc-v1 ./shim
 
 .PHONY: testimages
 testimages: deps ## Build the offline test images build/images/{busybox,server}.tar (OCI archives)

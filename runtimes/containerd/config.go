@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/paddock-dev/paddock/core/errdefs"
+	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 )
 
 // Config is the plugin's configuration, the JSON that SetConfig receives.
@@ -34,9 +36,21 @@ type Config struct {
 	Snapshotter string `json:"snapshotter,omitempty"`
 	// Runtimes maps a RuntimeClass handler to a containerd runtime type.
 	// Default: "runc" → io.containerd.runc.v2, and "runsc" →
-	// io.containerd.runsc.v1 when containerd-shim-runsc-v1 is in PATH. The
-	// empty handler means "runc".
+	// io.containerd.runsc.v1 when containerd-shim-runsc-v1 is in PATH and
+	// runsc is found (see RunscPath).
 	Runtimes map[string]string `json:"runtimes,omitempty"`
+	// DefaultHandler is the handler of a sandbox that names none, and
+	// the one whose isolation class Capabilities answers first. Default
+	// "runc".
+	DefaultHandler string `json:"defaultHandler,omitempty"`
+	// RunscPath is the runsc binary containerd-shim-runsc-v1 runs for the
+	// handlers that map to io.containerd.runsc.v1: an absolute path or a
+	// name looked up in PATH. Default: runsc next to the shim found in
+	// PATH, else next to the plugin's binary, else in PATH.
+	RunscPath string `json:"runscPath,omitempty"`
+	// RunscPlatform is gVisor's platform: systrap (the default) or
+	// ptrace.
+	RunscPlatform string `json:"runscPlatform,omitempty"`
 	// AllowedMountRoots are the host directories container mounts may come
 	// from, after symbolic links are resolved. Default: the state
 	// directory's volumes/.
@@ -59,6 +73,9 @@ const (
 	runcRuntime            = "io.containerd.runc.v2"
 	runscRuntime           = "io.containerd.runsc.v1"
 	runscShim              = "containerd-shim-runsc-v1"
+	runscBinary            = "runsc"
+	defaultHandler         = "runc"
+	defaultRunscPlatform   = "systrap"
 )
 
 // namespaceRE is containerd's rule for namespace names.
@@ -89,8 +106,20 @@ const configSchema = `{
       "type": "string"
     },
     "runtimes": {
-      "description": "RuntimeClass handler to containerd runtime type. Default runc: io.containerd.runc.v2 (and runsc: io.containerd.runsc.v1 when its shim is installed).",
+      "description": "RuntimeClass handler to containerd runtime type. Default runc: io.containerd.runc.v2 (and runsc: io.containerd.runsc.v1 when its shim and runsc are installed).",
       "type": "object", "additionalProperties": {"type": "string"}
+    },
+    "defaultHandler": {
+      "description": "Handler of a sandbox that names none. Default runc.",
+      "type": "string"
+    },
+    "runscPath": {
+      "description": "runsc binary the gVisor shim runs: an absolute path or a name in PATH. Default: runsc next to containerd-shim-runsc-v1, else next to the plugin, else in PATH.",
+      "type": "string"
+    },
+    "runscPlatform": {
+      "description": "gVisor's platform. Default systrap.",
+      "enum": ["systrap", "ptrace"]
     },
     "allowedMountRoots": {
       "description": "Host directories container mounts may come from (after resolving symbolic links). Default: STATE_DIR/volumes only.",
@@ -149,18 +178,8 @@ func parseConfig(raw []byte, stateDir string) (*Config, error) {
 	if cfg.Snapshotter == "" {
 		cfg.Snapshotter = DefaultSnapshotter
 	}
-	if cfg.Runtimes == nil {
-		cfg.Runtimes = map[string]string{"runc": runcRuntime}
-		if _, err := exec.LookPath(runscShim); err == nil {
-			cfg.Runtimes["runsc"] = runscRuntime
-		}
-	} else {
-		cfg.Runtimes = maps.Clone(cfg.Runtimes)
-	}
-	for _, h := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
-		if h == "" || strings.Count(cfg.Runtimes[h], ".") < 2 {
-			return nil, errdefs.Field(errdefs.ErrInvalidArgument, "runtimes", fmt.Sprintf("handler %q → %q: want a handler name and a containerd runtime type like io.containerd.runc.v2", h, cfg.Runtimes[h]))
-		}
+	if err := cfg.resolveRuntimes(); err != nil {
+		return nil, err
 	}
 	for i, r := range cfg.AllowedMountRoots {
 		if !filepath.IsAbs(r) || filepath.Clean(r) == "/" {
@@ -179,11 +198,89 @@ func parseConfig(raw []byte, stateDir string) (*Config, error) {
 	return cfg, nil
 }
 
+// resolveRuntimes fills in and checks Runtimes, DefaultHandler and, when
+// a handler runs gVisor, RunscPath and RunscPlatform.
+func (cfg *Config) resolveRuntimes() error {
+	explicit := cfg.Runtimes != nil
+	if explicit {
+		cfg.Runtimes = maps.Clone(cfg.Runtimes)
+	} else {
+		cfg.Runtimes = map[string]string{"runc": runcRuntime}
+	}
+	for _, h := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
+		if h == "" || strings.Count(cfg.Runtimes[h], ".") < 2 {
+			return errdefs.Field(errdefs.ErrInvalidArgument, "runtimes", fmt.Sprintf("handler %q → %q: want a handler name and a containerd runtime type like io.containerd.runc.v2", h, cfg.Runtimes[h]))
+		}
+	}
+	if cfg.RunscPlatform == "" {
+		cfg.RunscPlatform = defaultRunscPlatform
+	}
+	if cfg.RunscPlatform != "systrap" && cfg.RunscPlatform != "ptrace" {
+		return errdefs.Field(errdefs.ErrInvalidArgument, "runscPlatform", fmt.Sprintf("%q is not a gVisor platform: want systrap or ptrace", cfg.RunscPlatform))
+	}
+	runsc, err := findRunsc(cfg.RunscPath)
+	needed := slices.Contains(slices.Collect(maps.Values(cfg.Runtimes)), runscRuntime)
+	if err != nil && (needed || cfg.RunscPath != "") {
+		return errdefs.Field(errdefs.ErrInvalidArgument, "runscPath", err.Error())
+	}
+	if _, shimErr := exec.LookPath(runscShim); !explicit && shimErr == nil && err == nil {
+		// Offered by default when both the shim and runsc are here.
+		cfg.Runtimes["runsc"] = runscRuntime
+	}
+	cfg.RunscPath = runsc
+	if cfg.DefaultHandler == "" {
+		cfg.DefaultHandler = defaultHandler
+	}
+	if _, ok := cfg.Runtimes[cfg.DefaultHandler]; !ok {
+		return errdefs.Field(errdefs.ErrInvalidArgument, "defaultHandler", fmt.Sprintf("handler %q is not configured; this plugin offers %v", cfg.DefaultHandler, slices.Sorted(maps.Keys(cfg.Runtimes))))
+	}
+	return nil
+}
+
+// findRunsc resolves the runsc binary: name (a path, or a name looked up
+// in PATH) when set, else runsc next to containerd-shim-runsc-v1 in PATH,
+// next to this process's binary, or in PATH.
+func findRunsc(name string) (string, error) {
+	if name != "" {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return "", fmt.Errorf("runsc %q: %v", name, err)
+		}
+		return filepath.Abs(p)
+	}
+	var dirs []string
+	if shim, err := exec.LookPath(runscShim); err == nil {
+		dirs = append(dirs, filepath.Dir(shim))
+	}
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	for _, dir := range dirs {
+		p := filepath.Join(dir, runscBinary)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return filepath.Abs(p)
+		}
+	}
+	p, err := exec.LookPath(runscBinary)
+	if err != nil {
+		return "", fmt.Errorf("runsc is neither next to %s, nor next to the plugin, nor in PATH; set runscPath", runscShim)
+	}
+	return filepath.Abs(p)
+}
+
+// isolation is the isolation class of a containerd runtime type.
+func isolation(runtime string) runtimev1.IsolationClass {
+	if runtime == runscRuntime {
+		return runtimev1.IsolationClass_ISOLATION_CLASS_USERSPACE_KERNEL
+	}
+	return runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE
+}
+
 // runtimeFor returns the containerd runtime type of a handler ("" is
-// runc).
+// DefaultHandler).
 func (cfg *Config) runtimeFor(handler string) (string, error) {
 	if handler == "" {
-		handler = "runc"
+		handler = cfg.DefaultHandler
 	}
 	rt, ok := cfg.Runtimes[handler]
 	if !ok {

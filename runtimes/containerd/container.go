@@ -197,7 +197,7 @@ func (p *Plugin) makeContainer(ctx context.Context, d *daemon, pcfg *Config, sb 
 		ID:          c.id,
 		Labels:      map[string]string{labelSandbox: sb.rec.ID, labelName: cfg.Name, labelImageDigest: img.Digest},
 		Image:       img.Ref,
-		Runtime:     &containersapi.Container_Runtime{Name: sb.rec.Runtime},
+		Runtime:     &containersapi.Container_Runtime{Name: sb.rec.Runtime, Options: runtimeOptions(p.stateDir, sb.rec.Runtime)},
 		Spec:        specAny,
 		Snapshotter: pcfg.Snapshotter,
 		SnapshotKey: c.id,
@@ -333,7 +333,7 @@ func (p *Plugin) exitOf(c *container, code uint32, at time.Time) *runtimev1.Exit
 		ex.Signal = int32(code - 128)
 	}
 	switch {
-	case p.cgroups.oomKills(containerCgroup(c.sandboxID, c.id)) > 0:
+	case p.cgroups.oomKills(p.cgroupOf(c)) > 0:
 		ex.OomKilled, ex.Reason = true, "OOMKilled"
 	case code != 0:
 		ex.Reason = "Error"
@@ -440,12 +440,21 @@ func (p *Plugin) startTask(ctx context.Context, d *daemon, c *container, rec *co
 	if err != nil {
 		return fmt.Errorf("root filesystem: %w", err)
 	}
-	out, err := p.loggerURI(c.dir)
-	if err != nil {
-		return err
-	}
-	if _, err := d.tasks.Create(c.ctx(ctx), &tasksapi.CreateTaskRequest{ContainerID: c.id, Rootfs: m.Mounts, Stdout: out, Stderr: out}); err != nil {
-		return err
+	req := &tasksapi.CreateTaskRequest{ContainerID: c.id, Rootfs: m.Mounts}
+	if gVisor(rec.Runtime.GetName()) {
+		// gVisor's shim writes output to FIFOs only.
+		if err := p.createTaskLogged(ctx, d, c, req); err != nil {
+			return err
+		}
+	} else {
+		out, err := p.loggerURI(c.dir)
+		if err != nil {
+			return err
+		}
+		req.Stdout, req.Stderr = out, out
+		if _, err := d.tasks.Create(c.ctx(ctx), req); err != nil {
+			return err
+		}
 	}
 	_, err = d.tasks.Start(c.ctx(ctx), &tasksapi.StartRequest{ContainerID: c.id})
 	return err
@@ -761,7 +770,7 @@ func (p *Plugin) Stats(ctx context.Context, r *runtimev1.StatsRequest) (*runtime
 	if _, err := p.running(ctx, d, c, "stats"); err != nil {
 		return nil, err
 	}
-	cpu, mem, limit, pids, err := p.cgroups.usage(containerCgroup(c.sandboxID, c.id))
+	cpu, mem, limit, pids, err := p.cgroups.usage(p.cgroupOf(c))
 	if err != nil {
 		return nil, fmt.Errorf("stats of container %s: %w", c.id, err)
 	}

@@ -2,9 +2,11 @@ package containerd_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,16 +35,31 @@ type env struct {
 	daemon   *containerdtest.Daemon
 	stateDir string
 	logger   string
+	config   string // the plugin's configuration
 	client   *runtimev1.Client
 	stop     func()
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with more plugin configuration (merged into the
+// daemon's address) and directories in front of the daemon's PATH.
+func newEnvWith(t *testing.T, config map[string]any, pathDirs ...string) *env {
+	t.Helper()
 	busybox := testbin.Containers(t)
 	testlock.Machine(t)
-	e := &env{t: t, daemon: containerdtest.Start(t), stateDir: t.TempDir(),
+	e := &env{t: t, daemon: containerdtest.Start(t, pathDirs...), stateDir: t.TempDir(),
 		logger: testbin.Binary(t, "paddock-runtime-containerd")}
+	cfg := map[string]any{"address": e.daemon.Address}
+	maps.Copy(cfg, config)
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.config = string(b)
 	e.startPlugin()
 	t.Cleanup(func() { e.stop() })
 	if _, err := e.client.ImportFile(t.Context(), busybox); err != nil {
@@ -70,8 +87,7 @@ func (e *env) startPlugin() {
 	}
 	e.client = runtimev1.NewClient(conn)
 	e.stop = func() { conn.Close(); srv.Stop() }
-	cfg := `{"address":"` + e.daemon.Address + `"}`
-	if _, err := e.client.SetConfig(t.Context(), &runtimev1.SetConfigRequest{Config: []byte(cfg), StateDir: e.stateDir}); err != nil {
+	if _, err := e.client.SetConfig(t.Context(), &runtimev1.SetConfigRequest{Config: []byte(e.config), StateDir: e.stateDir}); err != nil {
 		t.Fatalf("SetConfig: %v", err)
 	}
 }
@@ -83,9 +99,14 @@ func (e *env) restartPlugin() {
 }
 
 func (e *env) sandbox(tenant, name, netnsPath string) *runtimev1.Sandbox {
+	return e.sandboxOn("", tenant, name, netnsPath)
+}
+
+// sandboxOn makes a sandbox with a handler ("" is the plugin's default).
+func (e *env) sandboxOn(handler, tenant, name, netnsPath string) *runtimev1.Sandbox {
 	t := e.t
 	resp, err := e.client.CreateSandbox(t.Context(), &runtimev1.CreateSandboxRequest{Config: &runtimev1.SandboxConfig{
-		Name: name, Tenant: tenant, Uid: name + "-uid", NetnsPath: netnsPath}})
+		Name: name, Tenant: tenant, Uid: name + "-uid", NetnsPath: netnsPath, Handler: handler}})
 	if err != nil {
 		t.Fatalf("CreateSandbox(%s/%s): %v", tenant, name, err)
 	}

@@ -13,7 +13,8 @@
 // the allowed roots only) and stores it in the containerd container.
 // Containers run under containerd's shims with the runtime type the
 // sandbox's handler maps to (runc → io.containerd.runc.v2, runsc →
-// io.containerd.runsc.v1); they keep running while the plugin restarts.
+// io.containerd.runsc.v1; a sandbox without a handler gets the
+// configured default); they keep running while the plugin restarts.
 //
 // # Tenants and namespaces
 //
@@ -24,8 +25,8 @@
 //
 // # Sandboxes
 //
-// containerd 1.6 has no sandbox objects and the plugin runs no pause
-// container: a sandbox is the plugin's record (STATE/sandboxes/ID/
+// containerd 1.6 has no sandbox objects and, under runc, the plugin runs
+// no pause container: a sandbox is the plugin's record (STATE/sandboxes/ID/
 // sandbox.json), the files its containers share (hostname, hosts,
 // resolv.conf, bind-mounted read-only), a pod cgroup
 // (/paddock-containerd/SANDBOX in every hierarchy) with the pod's limits
@@ -33,6 +34,10 @@
 // one the plugin makes (STATE/sandboxes/ID/netns). Every container of the
 // sandbox joins that namespace, so that a pod's containers share
 // localhost, and runs in the cgroup /paddock-containerd/SANDBOX/CONTAINER.
+//
+// Under gVisor (io.containerd.runsc.v1) a sandbox is one gVisor sandbox
+// whose root is a pause container in the pod's network namespace and
+// cgroup, and its containers are sub-containers of it; see gvisor.go.
 //
 // # Containers
 //

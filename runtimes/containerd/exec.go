@@ -26,6 +26,10 @@ const maxExecOutput = 1 << 20
 // drainTimeout bounds how long an exec's output is read after it exited.
 const drainTimeout = 2 * time.Second
 
+// fifoOpenTimeout bounds the wait for a shim to open a process's stdio
+// (the shims give up after 30 s).
+const fifoOpenTimeout = 30 * time.Second
+
 // execProc is a process run in a container's task. Its stdio are FIFOs in
 // a directory of the container's, which the shim opens from its side.
 type execProc struct {
@@ -61,50 +65,21 @@ func (p *Plugin) startExec(ctx context.Context, d *daemon, c *container, st *ctr
 	}
 	e := &execProc{d: d, c: c, id: filepath.Base(dir), dir: dir}
 	req := &tasksapi.ExecProcessRequest{ContainerID: c.id, ExecID: e.id, Terminal: tty, Spec: procAny}
-	names := map[string]*string{"stdout": &req.Stdout}
+	names := []string{"stdout"}
 	if !tty {
-		names["stderr"] = &req.Stderr
+		names = append(names, "stderr")
 	}
 	if stdin {
-		names["stdin"] = &req.Stdin
+		names = append(names, "stdin")
 	}
-	for name, field := range names {
-		*field = filepath.Join(dir, name)
-		if err := unix.Mkfifo(*field, 0o600); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	ff, err := makeFIFOs(dir, names, "stdin")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	// Open our ends while the shim opens its own: an open of a FIFO
-	// blocks until both sides are there.
-	type opened struct {
-		name string
-		f    *os.File
-		err  error
-	}
-	results := make(chan opened, len(names))
-	for name, field := range names {
-		flag := os.O_RDONLY
-		if name == "stdin" {
-			flag = os.O_WRONLY
-		}
-		go func() {
-			f, err := os.OpenFile(*field, flag, 0)
-			results <- opened{name, f, err}
-		}()
-	}
+	req.Stdout, req.Stderr, req.Stdin = ff.paths["stdout"], ff.paths["stderr"], ff.paths["stdin"]
 	fail := func(err error) (*execProc, error) {
-		// Unblock our pending opens, then drop everything.
-		for _, field := range names {
-			if f, ferr := os.OpenFile(*field, os.O_RDWR, 0); ferr == nil {
-				defer f.Close()
-			}
-		}
-		for range names {
-			if r := <-results; r.f != nil {
-				r.f.Close()
-			}
-		}
+		ff.abort()
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -117,20 +92,13 @@ func (p *Plugin) startExec(ctx context.Context, d *daemon, c *container, st *ctr
 		// answer with the error and exit code 126/127 rather than fail.
 		return fail(&execStartError{err: err})
 	}
-	for range names {
-		r := <-results
-		if r.err != nil {
-			return nil, r.err
-		}
-		switch r.name {
-		case "stdin":
-			e.stdin = r.f
-		case "stdout":
-			e.stdout = r.f
-		case "stderr":
-			e.stderr = r.f
-		}
+	files, err := ff.wait(fifoOpenTimeout)
+	if err != nil {
+		e.kill()
+		e.release()
+		return nil, fmt.Errorf("exec in container %s: %w", c.id, err)
 	}
+	e.stdin, e.stdout, e.stderr = files["stdin"], files["stdout"], files["stderr"]
 	e.copies.Go(func() { io.Copy(out, e.stdout) })
 	if e.stderr != nil {
 		e.copies.Go(func() { io.Copy(errw, e.stderr) })

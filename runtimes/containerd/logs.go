@@ -3,18 +3,21 @@ package containerd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"google.golang.org/grpc"
 )
@@ -24,7 +27,9 @@ import (
 // container's stdout and stderr (its binary:// log URI): the plugin's own
 // binary as "BINARY paddock-container-log DIR". The logger lives as long
 // as the container's output, not as long as the plugin, so no output is
-// lost while the plugin restarts. It rotates the file at the container's
+// lost while the plugin restarts. gVisor's shim has no binary:// URIs: it
+// writes to FIFOs whose read ends the plugin hands to a logger it starts
+// itself (createTaskLogged). The logger rotates the file at the container's
 // log_max_bytes, keeping one rotated file, and creates log.done once it
 // wrote the last line.
 
@@ -49,16 +54,72 @@ func writeLoggerConfig(dir string, maxBytes int64) error {
 
 // loggerURI is the log URI of a container whose directory is dir.
 func (p *Plugin) loggerURI(dir string) (string, error) {
-	bin := p.opts.LoggerPath
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", fmt.Errorf("the plugin's executable (the container logger): %w", err)
-		}
-		bin = exe
+	bin, err := p.loggerBinary()
+	if err != nil {
+		return "", err
 	}
 	u := url.URL{Scheme: "binary", Path: bin, RawQuery: url.Values{loggerArg: {dir}}.Encode()}
 	return u.String(), nil
+}
+
+// createTaskLogged creates c's task with its output on FIFOs in c's
+// directory, for a shim that has no binary:// log URIs (gVisor's), and
+// starts the logger on their read ends itself. The logger is in a session
+// of its own and outlives the plugin, like one a shim starts.
+func (p *Plugin) createTaskLogged(ctx context.Context, d *daemon, c *container, req *tasksapi.CreateTaskRequest) error {
+	bin, err := p.loggerBinary()
+	if err != nil {
+		return err
+	}
+	// A restarted start would find the FIFOs of the last attempt.
+	for _, name := range []string{"stdout", "stderr"} {
+		os.Remove(filepath.Join(c.dir, name))
+	}
+	ff, err := makeFIFOs(c.dir, []string{"stdout", "stderr"})
+	if err != nil {
+		return err
+	}
+	req.Stdout, req.Stderr = ff.paths["stdout"], ff.paths["stderr"]
+	if _, err := d.tasks.Create(c.ctx(ctx), req); err != nil {
+		ff.abort()
+		return err
+	}
+	files, err := ff.wait(fifoOpenTimeout)
+	if err != nil {
+		return err
+	}
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		ff.closeAll(files)
+		return err
+	}
+	defer ready.Close()
+	cmd := exec.Command(bin, loggerArg, c.dir)
+	cmd.ExtraFiles = []*os.File{files["stdout"], files["stderr"], readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	ff.closeAll(files)
+	readyW.Close()
+	if err != nil {
+		return fmt.Errorf("start the container logger: %w", err)
+	}
+	go cmd.Wait()
+	// The logger closes its end of the pipe once it holds the streams.
+	ready.SetReadDeadline(time.Now().Add(fifoOpenTimeout))
+	io.Copy(io.Discard, ready)
+	return nil
+}
+
+// loggerBinary is the binary run as the container logger.
+func (p *Plugin) loggerBinary() (string, error) {
+	if p.opts.LoggerPath != "" {
+		return p.opts.LoggerPath, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("the plugin's executable (the container logger): %w", err)
+	}
+	return exe, nil
 }
 
 // IsLogger reports whether args (os.Args) start the container logger

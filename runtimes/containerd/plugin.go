@@ -101,25 +101,37 @@ func (p *Plugin) Info(context.Context, *runtimev1.InfoRequest) (*runtimev1.InfoR
 }
 
 // Capabilities says what the plugin can do. The isolation class is that
-// of the runc shim (the RuntimeClass "containerd"); the handlers are the
-// configured ones.
+// of the default handler's shim (runc: namespace, the RuntimeClass
+// "containerd"); handlers whose shim isolates otherwise (runsc:
+// userspace-kernel, "containerd-gvisor") are in handler_isolation.
 func (p *Plugin) Capabilities(context.Context, *runtimev1.CapabilitiesRequest) (*runtimev1.CapabilitiesResponse, error) {
-	handlers := []string{"runc"}
+	runtimes, def := map[string]string{defaultHandler: runcRuntime}, defaultHandler
 	p.mu.Lock()
 	if p.cfg != nil {
-		handlers = slices.Sorted(maps.Keys(p.cfg.Runtimes))
+		runtimes, def = p.cfg.Runtimes, p.cfg.DefaultHandler
 	}
 	p.mu.Unlock()
+	class := isolation(runtimes[def])
+	var byHandler map[string]runtimev1.IsolationClass
+	for h, rt := range runtimes {
+		if c := isolation(rt); c != class {
+			if byHandler == nil {
+				byHandler = map[string]runtimev1.IsolationClass{}
+			}
+			byHandler[h] = c
+		}
+	}
 	return &runtimev1.CapabilitiesResponse{
-		IsolationClass:  runtimev1.IsolationClass_ISOLATION_CLASS_NAMESPACE,
-		Exec:            true,
-		ExecTty:         true,
-		Signals:         true,
-		UpdateResources: true,
-		ReadOnlyRootfs:  true,
+		IsolationClass:   class,
+		HandlerIsolation: byHandler,
+		Exec:             true,
+		ExecTty:          true,
+		Signals:          true,
+		UpdateResources:  true,
+		ReadOnlyRootfs:   true,
 		// containerd's shims keep the containers while the plugin is away.
 		ContainersTiedToPlugin: false,
-		Handlers:               handlers,
+		Handlers:               slices.Sorted(maps.Keys(runtimes)),
 	}, nil
 }
 
@@ -179,6 +191,9 @@ func (p *Plugin) SetConfig(ctx context.Context, r *runtimev1.SetConfigRequest) (
 			return nil, err
 		}
 		p.log.Info("state loaded", "stateDir", stateDir, "address", cfg.Address, "sandboxes", len(p.sandboxes), "containers", len(p.containers))
+	}
+	if err := writeRunscShimConfig(stateDir, cfg); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	p.cfg = cfg
 	return &runtimev1.SetConfigResponse{}, nil

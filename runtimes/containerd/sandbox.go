@@ -139,7 +139,7 @@ func sandboxFiles(c *runtimev1.SandboxConfig) map[string][]byte {
 // when the config names no network namespace, one of its own. A sandbox of
 // the same tenant, name, uid and attempt is AlreadyExists.
 func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRequest) (*runtimev1.CreateSandboxResponse, error) {
-	cfg, _, err := p.configured()
+	cfg, d, err := p.configured()
 	if err != nil {
 		return nil, err
 	}
@@ -171,8 +171,8 @@ func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRe
 	p.sandboxes[id] = sb
 	p.mu.Unlock()
 
-	if err := p.makeSandbox(sb); err != nil {
-		if cerr := p.cleanupSandbox(sb); cerr != nil {
+	if err := p.makeSandbox(ctx, d, sb); err != nil {
+		if cerr := p.cleanupSandbox(ctx, d, sb); cerr != nil {
 			p.log.Warn("clean up a failed sandbox", "sandbox", id, "err", cerr)
 		}
 		p.mu.Lock()
@@ -187,7 +187,7 @@ func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRe
 	return &runtimev1.CreateSandboxResponse{Sandbox: sb.proto()}, nil
 }
 
-func (p *Plugin) makeSandbox(sb *sandbox) error {
+func (p *Plugin) makeSandbox(ctx context.Context, d *daemon, sb *sandbox) error {
 	if err := os.Mkdir(sb.dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox dir: %w", err)
 	}
@@ -205,12 +205,23 @@ func (p *Plugin) makeSandbox(sb *sandbox) error {
 			return err
 		}
 	}
+	if gVisor(sb.rec.Runtime) {
+		if err := p.startPause(ctx, d, sb); err != nil {
+			return err
+		}
+	}
 	sb.rec.Ready = true
 	return sb.rec.write(sb.dir)
 }
 
 // cleanupSandbox removes what makeSandbox made.
-func (p *Plugin) cleanupSandbox(sb *sandbox) error {
+func (p *Plugin) cleanupSandbox(ctx context.Context, d *daemon, sb *sandbox) error {
+	if gVisor(sb.rec.Runtime) {
+		if err := p.stopPause(ctx, d, sb, true); err != nil {
+			return err
+		}
+		p.releaseNullNetns(sb.rec.Namespace, sb.rec.ID)
+	}
 	var errs []error
 	if err := p.cgroups.remove(podCgroupPath(sb.rec.ID)); err != nil {
 		errs = append(errs, err)
@@ -254,13 +265,17 @@ func (p *Plugin) containersOf(id string) []*container {
 }
 
 // StopSandbox stops every container of the sandbox (each gets the grace
-// period, then SIGKILL) and marks it not ready. A missing sandbox is not
-// an error.
+// period, then SIGKILL), then its gVisor sandbox if it has one, and marks
+// it not ready. A missing sandbox is not an error.
 func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxRequest) (*runtimev1.StopSandboxResponse, error) {
 	sb, err := p.lookupSandbox(r.Id)
 	if errdefs.IsNotFound(err) {
 		return &runtimev1.StopSandboxResponse{}, nil
 	} else if err != nil {
+		return nil, err
+	}
+	_, d, err := p.configured()
+	if err != nil {
 		return nil, err
 	}
 	sb.mu.Lock()
@@ -275,6 +290,11 @@ func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 		return p.stopLocked(ctx, c, grace, 0)
 	}); err != nil {
 		return nil, err
+	}
+	if gVisor(sb.rec.Runtime) {
+		if err := p.stopPause(ctx, d, sb, false); err != nil {
+			return nil, fmt.Errorf("stop sandbox %s: %w", sb.rec.ID, err)
+		}
 	}
 	p.mu.Lock()
 	sb.rec.Ready = false
@@ -307,6 +327,10 @@ func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRe
 	} else if err != nil {
 		return nil, err
 	}
+	_, d, err := p.configured()
+	if err != nil {
+		return nil, err
+	}
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	if sb.removed {
@@ -315,7 +339,7 @@ func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRe
 	if err := p.forEach(p.containersOf(sb.rec.ID), func(c *container) error { return p.removeContainer(ctx, c, true) }); err != nil {
 		return nil, fmt.Errorf("remove sandbox %s: %w", sb.rec.ID, err)
 	}
-	if err := p.cleanupSandbox(sb); err != nil {
+	if err := p.cleanupSandbox(ctx, d, sb); err != nil {
 		return nil, fmt.Errorf("remove sandbox %s: %w", sb.rec.ID, err)
 	}
 	sb.removed = true

@@ -122,6 +122,9 @@ func (in containerSpec) build() (*specs.Spec, error) {
 	if in.cgroups.v2 {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
+	if gVisor(in.sandbox.Runtime) {
+		gvisorSpec(s, in.sandbox.ID)
+	}
 	return s, nil
 }
 

@@ -37,6 +37,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad runtime", raw: `{"address":"/c.sock","runtimes":{"runc":"runc"}}`, field: "runtimes"},
 		{name: "root mount root", raw: `{"address":"/c.sock","allowedMountRoots":["/"]}`, field: "allowedMountRoots[0]"},
 		{name: "small log", raw: `{"address":"/c.sock","logMaxBytes":10}`, field: "logMaxBytes"},
+		{name: "unknown default handler", raw: `{"address":"/c.sock","defaultHandler":"kata"}`, field: "defaultHandler"},
+		{name: "runsc handler without runsc", raw: `{"address":"/c.sock","runtimes":{"runsc":"io.containerd.runsc.v1"},"defaultHandler":"runsc","runscPath":"/no/such/runsc"}`, field: "runscPath"},
+		{name: "bad platform", raw: `{"address":"/c.sock","runscPlatform":"kvm"}`, field: "runscPlatform"},
+		{name: "runsc default handler", raw: `{"address":"/c.sock","runtimes":{"runc":"io.containerd.runc.v2","runsc":"io.containerd.runsc.v1"},"defaultHandler":"runsc","runscPath":"/bin/true"}`, check: func(c *Config) string {
+			if rt, err := c.runtimeFor(""); err != nil || rt != "io.containerd.runsc.v1" || c.RunscPath != "/bin/true" || c.RunscPlatform != "systrap" {
+				return "the empty handler is not runsc's runtime, or runsc is not /bin/true on systrap"
+			}
+			return ""
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,17 @@
 // Module gvisor pins the gVisor release Paddock's gvisor runtime class runs:
-// runsc and containerd-shim-runsc-v1 are built from it (make build). It is
+// runsc and containerd-shim-runsc-v1 (./shim, gVisor's shim started
+// without CAP_SYS_RESOURCE) are built from it (make build). It is
 // a module of its own because gVisor needs an older
 // github.com/opencontainers/runtime-spec than Paddock's module uses.
 module github.com/paddock-dev/paddock/tools/gvisor
 
 go 1.26.8
 
-require gvisor.dev/gvisor v0.0.0-20260905035102-160fafc42237
+require (
+	github.com/containerd/containerd/v2 v2.1.5
+	golang.org/x/sys v0.43.0
+	gvisor.dev/gvisor v0.0.0-20260905035102-160fafc42237
+)
 
 require (
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect
@@ -17,7 +22,6 @@ require (
 	github.com/containerd/cgroups/v3 v3.0.5 // indirect
 	github.com/containerd/console v1.0.4 // indirect
 	github.com/containerd/containerd/api v1.10.0 // indirect
-	github.com/containerd/containerd/v2 v2.1.5 // indirect
 	github.com/containerd/continuity v0.4.5 // indirect
 	github.com/containerd/errdefs v1.0.0 // indirect
 	github.com/containerd/errdefs/pkg v0.3.0 // indirect
@@ -55,7 +59,6 @@ require (
 	golang.org/x/mod v0.34.0 // indirect
 	golang.org/x/net v0.52.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect
-	golang.org/x/sys v0.43.0 // indirect
 	golang.org/x/text v0.36.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260401024825-9d38bb4040a9 // indirect

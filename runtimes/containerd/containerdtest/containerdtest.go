@@ -49,7 +49,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 // Start starts a private daemon and waits until its socket answers. It
 // needs root and the containerd binary (Debian package containerd): a
 // missing one fails the test under CI=true and skips it otherwise.
-func Start(tb testing.TB) *Daemon {
+// pathDirs are put in front of the daemon's PATH, where it looks for
+// shims (containerd-shim-runsc-v1).
+func Start(tb testing.TB, pathDirs ...string) *Daemon {
 	tb.Helper()
 	bin, err := exec.LookPath("containerd")
 	missing := ""
@@ -70,7 +72,7 @@ func Start(tb testing.TB) *Daemon {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d, err := StartIn(context.Background(), bin, dir)
+	d, err := StartIn(context.Background(), bin, dir, pathDirs...)
 	if err != nil {
 		os.RemoveAll(dir)
 		tb.Fatal(err)
@@ -85,8 +87,8 @@ func Start(tb testing.TB) *Daemon {
 }
 
 // StartIn starts the containerd binary bin with a private configuration in
-// dir and waits up to 30 s for its socket.
-func StartIn(ctx context.Context, bin, dir string) (*Daemon, error) {
+// dir, pathDirs in front of its PATH, and waits up to 30 s for its socket.
+func StartIn(ctx context.Context, bin, dir string, pathDirs ...string) (*Daemon, error) {
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(Config(dir)), 0o600); err != nil {
 		return nil, err
@@ -99,6 +101,9 @@ func StartIn(ctx context.Context, bin, dir string) (*Daemon, error) {
 	d := &Daemon{Address: filepath.Join(dir, "containerd.sock"), Dir: dir}
 	d.cmd = exec.Command(bin, "--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
+	if len(pathDirs) > 0 {
+		d.cmd.Env = append(os.Environ(), "PATH="+strings.Join(append(pathDirs, os.Getenv("PATH")), string(os.PathListSeparator)))
+	}
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start containerd: %w", err)

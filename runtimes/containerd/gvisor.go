@@ -1,0 +1,247 @@
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// A sandbox whose handler maps to io.containerd.runsc.v1 is one gVisor
+// sandbox. CreateSandbox starts its root container, the pause container:
+// a containerd container whose ID is the sandbox's, running a tiny pause
+// process (pauseELF) in the pod's network namespace (gVisor's network
+// stack takes over the interfaces there) and the pod cgroup (which then
+// holds the whole sandbox and carries the pod's limits). Every container
+// of the pod joins that sandbox as a sub-container through the CRI
+// annotations below, sharing its kernel and localhost. Each container has
+// a shim of its own (containerd-shim-runsc-v1 groups shims only when a
+// machine-wide config file says so); runsc, not the shim, places a
+// container in its sandbox.
+//
+// The shim learns where runsc is, its root directory and its flags from
+// the runtime options of the containerd container: a TOML file the plugin
+// writes (STATE/containerd-shim-runsc.toml).
+
+// The annotations gVisor reads to place a container in a sandbox
+// (runsc/specutils/cri.go).
+const (
+	annotationContainerType = "io.kubernetes.cri.container-type"
+	annotationSandboxID     = "io.kubernetes.cri.sandbox-id"
+	containerTypeSandbox    = "sandbox"
+	containerTypeContainer  = "container"
+)
+
+const (
+	// labelPause marks a sandbox's pause container (its value is the
+	// sandbox); it is none of the plugin's containers.
+	labelPause = "dev.paddock/pause"
+	// pauseDir is the sandbox directory's root file system of the pause
+	// container.
+	pauseDir = "pause"
+	// runscShimConfig is the shim's options file in the state directory;
+	// runscRootDir is runsc's root directory there (the shim adds the
+	// containerd namespace).
+	runscShimConfig = "containerd-shim-runsc.toml"
+	runscRootDir    = "runsc"
+	// runtimeOptionsTypeURL and runscOptionsType are what the shim decodes
+	// its runtime options as (containerd's CRI runtimeoptions.v1.Options).
+	runtimeOptionsTypeURL = "runtimeoptions.v1.Options"
+	runscOptionsType      = "io.containerd.runsc.v1.options"
+)
+
+// gVisor reports whether containers of runtime type rt run under gVisor.
+func gVisor(rt string) bool {
+	return isolation(rt) == runtimev1.IsolationClass_ISOLATION_CLASS_USERSPACE_KERNEL
+}
+
+// writeRunscShimConfig writes the shim's options file for cfg.
+func writeRunscShimConfig(stateDir string, cfg *Config) error {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // a TOML basic string
+	toml := fmt.Sprintf("binary_name = %s\nroot = %s\n\n[runsc_config]\n  platform = %s\n  network = \"sandbox\"\n  oci-seccomp = \"true\"\n",
+		q(cfg.RunscPath), q(filepath.Join(stateDir, runscRootDir)), q(cfg.RunscPlatform))
+	return writeFileSynced(filepath.Join(stateDir, runscShimConfig), []byte(toml), 0o600)
+}
+
+// runtimeOptions returns the containerd runtime options of runtime type
+// rt: for gVisor's shim, the path of its options file.
+func runtimeOptions(stateDir, rt string) *anypb.Any {
+	if !gVisor(rt) {
+		return nil
+	}
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, runscOptionsType)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, filepath.Join(stateDir, runscShimConfig))
+	return &anypb.Any{TypeUrl: runtimeOptionsTypeURL, Value: b}
+}
+
+// gvisorSpec places a container's spec in its sandbox's gVisor sandbox.
+// It gets no cgroup of its own: its processes are the sandbox's, all in
+// the pod cgroup.
+func gvisorSpec(s *specs.Spec, sandboxID string) {
+	s.Annotations[annotationContainerType] = containerTypeContainer
+	s.Annotations[annotationSandboxID] = sandboxID
+	s.Linux.CgroupsPath = ""
+}
+
+// cgroupOf is the cgroup that holds c's processes: its own, or under
+// gVisor its pod's (the whole sandbox's).
+func (p *Plugin) cgroupOf(c *container) string {
+	p.mu.Lock()
+	sb := p.sandboxes[c.sandboxID]
+	p.mu.Unlock()
+	if sb != nil && gVisor(sb.rec.Runtime) {
+		return podCgroupPath(c.sandboxID)
+	}
+	return containerCgroup(c.sandboxID, c.id)
+}
+
+// pauseELF returns a minimal static x86-64 Linux executable that calls
+// pause(2) forever: the root container of a gVisor sandbox, which needs
+// no image. It is a 64-byte ELF header, one 56-byte PT_LOAD program
+// header and 9 bytes of code (mov eax, 34; syscall; jmp back).
+func pauseELF() ([]byte, error) {
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("the gVisor sandbox's pause process is built for amd64 only, not %s", runtime.GOARCH)
+	}
+	const base, hdr = 0x400000, 64 + 56
+	code := []byte{0xb8, 0x22, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7}
+	size := uint64(hdr + len(code))
+	var b bytes.Buffer
+	b.Write([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	for _, v := range []any{
+		uint16(2), uint16(0x3e), uint32(1), uint64(base + hdr), uint64(64), uint64(0), // type, machine, version, entry, phoff, shoff
+		uint32(0), uint16(64), uint16(56), uint16(1), uint16(0), uint16(0), uint16(0), // flags, ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+		uint32(1), uint32(5), uint64(0), uint64(base), uint64(base), size, size, uint64(0x1000), // PT_LOAD, R+X, offset, vaddr, paddr, filesz, memsz, align
+	} {
+		binary.Write(&b, binary.LittleEndian, v)
+	}
+	b.Write(code)
+	return b.Bytes(), nil
+}
+
+// pauseSpec is the OCI spec of sandbox sb's pause container, whose root
+// file system is rootfs.
+func pauseSpec(sb *sandboxRecord, rootfs string) *specs.Spec {
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Args:            []string{"/pause"},
+			Cwd:             "/",
+			Env:             []string{"PATH=/"},
+			NoNewPrivileges: true,
+			Capabilities:    &specs.LinuxCapabilities{},
+		},
+		Root:     &specs.Root{Path: rootfs, Readonly: true},
+		Hostname: hostnameOf(sb.config()),
+		Annotations: map[string]string{
+			annotationContainerType:  containerTypeSandbox,
+			annotationSandboxID:      sb.ID,
+			"dev.paddock.sandbox-id": sb.ID,
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			CgroupsPath: podCgroupPath(sb.ID),
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace, Path: sb.NetnsPath},
+			},
+		},
+	}
+}
+
+// startPause starts the gVisor sandbox of sb: its pause container.
+func (p *Plugin) startPause(ctx context.Context, d *daemon, sb *sandbox) error {
+	rootfs := filepath.Join(sb.dir, pauseDir)
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return fmt.Errorf("pause root: %w", err)
+	}
+	elf, err := pauseELF()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "pause"), elf, 0o755); err != nil {
+		return fmt.Errorf("pause root: %w", err)
+	}
+	specAny, err := jsonAny(specTypeURL, pauseSpec(sb.rec, rootfs))
+	if err != nil {
+		return err
+	}
+	ctx = inNamespace(ctx, sb.rec.Namespace)
+	if _, err := d.containers.Create(ctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
+		ID:      sb.rec.ID,
+		Labels:  map[string]string{labelPause: sb.rec.ID},
+		Runtime: &containersapi.Container_Runtime{Name: sb.rec.Runtime, Options: runtimeOptions(p.stateDir, sb.rec.Runtime)},
+		Spec:    specAny,
+	}}); err != nil {
+		return fmt.Errorf("pause container: %w", err)
+	}
+	if _, err := d.tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: sb.rec.ID}); err != nil {
+		return fmt.Errorf("start the gVisor sandbox: %w", err)
+	}
+	if _, err := d.tasks.Start(ctx, &tasksapi.StartRequest{ContainerID: sb.rec.ID}); err != nil {
+		return fmt.Errorf("start the gVisor sandbox: %w", err)
+	}
+	return nil
+}
+
+// stopPause kills sb's pause container, and with it the gVisor sandbox
+// and whatever still runs in it, and deletes its task; remove also
+// deletes the container. What is gone already is not an error.
+func (p *Plugin) stopPause(ctx context.Context, d *daemon, sb *sandbox, remove bool) error {
+	ctx, cancel := context.WithTimeout(inNamespace(context.WithoutCancel(ctx), sb.rec.Namespace), time.Minute)
+	defer cancel()
+	id := sb.rec.ID
+	if _, err := d.tasks.Kill(ctx, &tasksapi.KillRequest{ContainerID: id, Signal: uint32(unix.SIGKILL), All: true}); ignoreGone(err) != nil {
+		return fmt.Errorf("stop the gVisor sandbox: %w", err)
+	}
+	if _, err := d.tasks.Wait(ctx, &tasksapi.WaitRequest{ContainerID: id}); ignoreNotFound(err) != nil {
+		return fmt.Errorf("stop the gVisor sandbox: wait for it: %w", err)
+	}
+	if _, err := d.tasks.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: id}); ignoreNotFound(err) != nil {
+		return fmt.Errorf("stop the gVisor sandbox: delete its task: %w", err)
+	}
+	if remove {
+		if _, err := d.containers.Delete(ctx, &containersapi.DeleteContainerRequest{ID: id}); ignoreNotFound(err) != nil {
+			return fmt.Errorf("remove the pause container: %w", err)
+		}
+	}
+	return nil
+}
+
+// releaseNullNetns unmounts the empty network namespace runsc pins in its
+// root directory of namespace ns for the gofers ("null-netns") once no
+// gVisor sandbox but removing is left there, so that nothing stays
+// mounted in the state directory. runsc pins it again when it needs it.
+func (p *Plugin) releaseNullNetns(ns, removing string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, sb := range p.sandboxes {
+		if id != removing && sb.rec.Namespace == ns && gVisor(sb.rec.Runtime) {
+			return
+		}
+	}
+	path := filepath.Join(p.stateDir, runscRootDir, ns, "null-netns")
+	// Concurrent runsc commands may have stacked several mounts.
+	for unix.Unmount(path, unix.MNT_DETACH) == nil {
+	}
+}
