@@ -71,7 +71,7 @@ as it is and must allow mounts from that directory.`,
 }
 
 func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) error {
-	focus, config, err := f.check("runtime")
+	sel, config, err := f.check("runtime")
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,8 @@ func runRuntime(ctx context.Context, f runtimeFlags, out, errOut io.Writer) erro
 	rep, err := runtimetest.Run(ctx, runtimetest.Config{
 		Target:            runtimetest.HostTarget(inst),
 		Profile:           f.profile,
-		Focus:             focus,
+		Focus:             sel.focus,
+		Skip:              sel.skip,
 		ImageArchive:      f.imageArchive,
 		Image:             f.image,
 		VolumeRoot:        volumeRoot,

@@ -41,6 +41,7 @@ func TestFlagErrors(t *testing.T) {
 		}{
 			{"no plugin", nil, "--plugin: required"},
 			{"bad regexp", []string{"--plugin", "/bin/true", "--focus", "("}, "--focus"},
+			{"bad skip regexp", []string{"--plugin", "/bin/true", "--skip", "[a"}, "--skip"},
 			{"missing config", []string{"--plugin", "/bin/true", "--plugin-config", "/nonexistent/cfg.json"}, "--plugin-config"},
 			{"bad probe timeout", []string{"--plugin", "/bin/true", "--probe-timeout", "0s"}, "--probe-timeout"},
 		} {

@@ -20,9 +20,9 @@ import (
 
 // commonFlags are the flags of every suite's command.
 type commonFlags struct {
-	plugin, pluginConfig, focus, reportDir, stateDir string
-	caseTimeout                                      time.Duration
-	list, verbose                                    bool
+	plugin, pluginConfig, focus, skip, reportDir, stateDir string
+	caseTimeout                                            time.Duration
+	list, verbose                                          bool
 }
 
 // register adds the flags to fl; kind names the plugins ("runtime").
@@ -30,6 +30,7 @@ func (f *commonFlags) register(fl *pflag.FlagSet, kind string) {
 	fl.StringVar(&f.plugin, "plugin", "", "path of the "+kind+" plugin binary (required)")
 	fl.StringVar(&f.pluginConfig, "plugin-config", "", "JSON file with the plugin's configuration (default {})")
 	fl.StringVar(&f.focus, "focus", "", "run only cases whose id or name matches this regular expression")
+	fl.StringVar(&f.skip, "skip", "", "leave out cases whose id or name matches this regular expression (reported as skipped: a run that leaves out a MUST case is not certifiable)")
 	fl.StringVar(&f.reportDir, "report-dir", "", "directory for junit.xml and results.json")
 	fl.StringVar(&f.stateDir, "state-dir", "", "host state directory (default: a fresh temporary one)")
 	fl.DurationVar(&f.caseTimeout, "case-timeout", 2*time.Minute, "longest time one case may take")
@@ -37,21 +38,28 @@ func (f *commonFlags) register(fl *pflag.FlagSet, kind string) {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show the plugin's and the host's logs")
 }
 
-// check checks the flags both suites share and returns the focus
-// expression (nil: every case) and the plugin's configuration.
-func (f *commonFlags) check(kind string) (*regexp.Regexp, []byte, error) {
+// selection is which cases a run takes: --focus and --skip.
+type selection struct{ focus, skip *regexp.Regexp }
+
+// check checks the flags both suites share and returns the cases they
+// select and the plugin's configuration.
+func (f *commonFlags) check(kind string) (selection, []byte, error) {
+	var sel selection
 	if f.plugin == "" {
-		return nil, nil, fmt.Errorf("--plugin: required: the path of the %s plugin binary", kind)
+		return sel, nil, fmt.Errorf("--plugin: required: the path of the %s plugin binary", kind)
 	}
-	focus, err := compileFocus("--focus", f.focus)
-	if err != nil {
-		return nil, nil, err
+	var err error
+	if sel.focus, err = compileFocus("--focus", f.focus); err != nil {
+		return sel, nil, err
+	}
+	if sel.skip, err = compileFocus("--skip", f.skip); err != nil {
+		return sel, nil, err
 	}
 	config, err := readConfig("--plugin-config", f.pluginConfig)
 	if err != nil {
-		return nil, nil, err
+		return sel, nil, err
 	}
-	return focus, config, nil
+	return sel, config, nil
 }
 
 // launchSpec returns the launch of the plugin the flags name.

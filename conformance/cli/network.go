@@ -61,7 +61,7 @@ ranges (--pod-cidr, --cluster-cidr) that nothing else on the machine uses.`,
 }
 
 func runNetwork(ctx context.Context, f networkFlags, out, errOut io.Writer) error {
-	focus, config, err := f.check("network")
+	sel, config, err := f.check("network")
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,8 @@ func runNetwork(ctx context.Context, f networkFlags, out, errOut io.Writer) erro
 	defer stop()
 	rep, err := networktest.Run(ctx, networktest.Config{
 		Target:       networktest.HostTarget(inst),
-		Focus:        focus,
+		Focus:        sel.focus,
+		Skip:         sel.skip,
 		PodCIDR:      f.podCIDR,
 		ClusterCIDR:  f.clusterCIDR,
 		ServiceCIDR:  f.serviceCIDR,

@@ -70,6 +70,10 @@ type Config struct {
 	Target Target
 	// Focus, when set, runs only the cases whose id or name matches.
 	Focus *regexp.Regexp
+	// Skip, when set, leaves out the cases whose id or name matches: they
+	// are reported as skipped, so a run that leaves out a MUST case of its
+	// profile is not certifiable.
+	Skip *regexp.Regexp
 	// PodCIDR is the node's pod range handed to SetupNode (default
 	// DefaultPodCIDR). It must hold at least 150 addresses (NP-CC-001)
 	// and lie inside ClusterCIDR. NP-IP-001 and NP-ST-001 switch the node
@@ -223,6 +227,7 @@ func (e *env) runCase(ctx context.Context, tc Case) report.Result {
 	return caserun.Run(ctx, caserun.Case{
 		Result:     report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: "core", Capability: tc.Capability, Anchor: tc.Anchor},
 		Advertised: e.capability(tc.Capability),
+		LeftOut:    caserun.LeftOut(e.cfg.Skip, tc.ID, tc.Name),
 		Timeout:    e.cfg.CaseTimeout,
 		Watch: func() func() []string {
 			before := e.snapshot(ctx, nil)

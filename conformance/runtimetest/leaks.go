@@ -57,11 +57,15 @@ func snapshot() *state {
 		s.sessions[pid] = sid
 	}
 	s.mounts = readMounts()
-	// Paddock's runtimes keep their cgroups under a "paddock" parent in
-	// every hierarchy.
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/paddock")
-	if fi, err := os.Stat("/sys/fs/cgroup/paddock"); err == nil && fi.IsDir() {
-		roots = append(roots, "/sys/fs/cgroup/paddock")
+	// Paddock's runtimes keep their cgroups under a parent named
+	// "paddock" or "paddock-..." (the containerd plugin's) in every
+	// hierarchy.
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/paddock*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/paddock*")
+	for _, r := range v2 {
+		if fi, err := os.Stat(r); err == nil && fi.IsDir() {
+			roots = append(roots, r)
+		}
 	}
 	for _, root := range roots {
 		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {

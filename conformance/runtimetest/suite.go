@@ -70,6 +70,10 @@ type Config struct {
 	Profile string
 	// Focus, when set, runs only the cases whose id or name matches.
 	Focus *regexp.Regexp
+	// Skip, when set, leaves out the cases whose id or name matches: they
+	// are reported as skipped, so a run that leaves out a MUST case of its
+	// profile is not certifiable.
+	Skip *regexp.Regexp
 	// ImageArchive is an OCI archive of the test image (busybox), imported
 	// through the plugin's image service before the cases run.
 	ImageArchive string
@@ -200,6 +204,7 @@ func (e *env) runCase(ctx context.Context, tc Case) report.Result {
 	return caserun.Run(ctx, caserun.Case{
 		Result:     report.Result{ID: tc.ID, Name: tc.Name, Level: tc.Level, Profile: tc.Profile, Capability: tc.Capability, Anchor: tc.Anchor},
 		Advertised: e.capability(tc.Capability),
+		LeftOut:    caserun.LeftOut(e.cfg.Skip, tc.ID, tc.Name),
 		Timeout:    e.cfg.CaseTimeout,
 		Watch: func() func() []string {
 			before := snapshot()

@@ -152,11 +152,13 @@ func (h *cgroupHost) createPod(p string, r *runtimev1.Resources) error {
 }
 
 // remove deletes cgroup p and what is below it (which must hold no
-// processes) in every hierarchy; a missing cgroup is fine.
+// processes) in every hierarchy — also those the plugin does not limit,
+// where the shim's runc made the containers' cgroups under p (blkio,
+// devices, freezer, ...); a missing cgroup is fine.
 func (h *cgroupHost) remove(p string) error {
-	ctrls := []string{"cpu", "cpuacct", "memory", "pids"}
-	if h.v2 {
-		ctrls = []string{""}
+	ctrls := []string{""}
+	if !h.v2 {
+		ctrls = v1Hierarchies()
 	}
 	var errs []error
 	for _, c := range ctrls {
@@ -175,6 +177,19 @@ func (h *cgroupHost) remove(p string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// v1Hierarchies lists the mounted cgroup v1 hierarchies by their
+// directory under /sys/fs/cgroup (cpu and cpuacct may be links to one).
+func v1Hierarchies() []string {
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || e.Type()&os.ModeSymlink != 0 {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // usage reads cgroup p's cumulative CPU time, memory use and limit and

@@ -117,6 +117,11 @@ func (e *env) sandboxOn(handler, tenant, name, netnsPath string) *runtimev1.Sand
 		if _, err := e.client.RemoveSandbox(ctx, &runtimev1.RemoveSandboxRequest{Id: id}); err != nil {
 			t.Errorf("RemoveSandbox(%s): %v", id, err)
 		}
+		// The pod cgroup is gone from every hierarchy, also those where
+		// only the containers' runc made it.
+		if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*/paddock-containerd", id)); len(left) > 0 {
+			t.Errorf("RemoveSandbox(%s) left cgroups %v", id, left)
+		}
 	})
 	return resp.Sandbox
 }

@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -131,6 +132,9 @@ type Case struct {
 	// (true for a case with none). A case whose capability is not
 	// advertised is skipped, and says so, without running.
 	Advertised bool
+	// LeftOut, when set, says why the run leaves the case out (--skip):
+	// it is reported as skipped with that reason, without running.
+	LeftOut string
 	// Timeout bounds the case and its cleanups.
 	Timeout time.Duration
 	// Watch, when set, is called just before the case runs (to take a
@@ -143,6 +147,15 @@ type Case struct {
 	Body func(base *T)
 }
 
+// LeftOut is Case.LeftOut of a case with this id and name under the
+// run's skip expression (nil: none).
+func LeftOut(skip *regexp.Regexp, id, name string) string {
+	if skip == nil || (!skip.MatchString(id) && !skip.MatchString(name)) {
+		return ""
+	}
+	return fmt.Sprintf("left out by --skip %q", skip.String())
+}
+
 // Run runs c, in its own goroutine with a context that ends after
 // c.Timeout (or when ctx does), and returns its result. A panic in the
 // case or in a cleanup fails it. If the case does not end in time, Run
@@ -152,6 +165,10 @@ func Run(ctx context.Context, c Case) (res report.Result) {
 	res = c.Result
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
+	if c.LeftOut != "" {
+		res.Status, res.Reason = report.Skip, c.LeftOut
+		return res
+	}
 	if !c.Advertised {
 		res.Status, res.Reason = report.Skip, fmt.Sprintf("the plugin does not advertise capability %s", res.Capability)
 		return res

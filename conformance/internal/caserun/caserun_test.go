@@ -3,6 +3,7 @@ package caserun_test
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -81,6 +82,34 @@ func TestNotAdvertisedDoesNotRun(t *testing.T) {
 	}
 	if want := "the plugin does not advertise capability exec_tty"; res.Status != report.Skip || res.Reason != want {
 		t.Errorf("Run = %s %q, want skip %q", res.Status, res.Reason, want)
+	}
+}
+
+// A case the run leaves out (--skip) is reported as skipped, saying so,
+// without running; one the expression does not match runs.
+func TestLeftOut(t *testing.T) {
+	skip := regexp.MustCompile("^X-00[34]$|Terminal")
+	for _, tc := range []struct {
+		id, name string
+		want     report.Status
+	}{{"X-003", "Exec", report.Skip}, {"X-005", "Exec with a Terminal", report.Skip}, {"X-006", "Exec", report.Pass}} {
+		ran := false
+		res := caserun.Run(t.Context(), caserun.Case{
+			Result:     report.Result{ID: tc.id, Name: tc.name},
+			Advertised: true,
+			LeftOut:    caserun.LeftOut(skip, tc.id, tc.name),
+			Timeout:    time.Minute,
+			Body:       func(*caserun.T) { ran = true },
+		})
+		if res.Status != tc.want || ran != (tc.want == report.Pass) {
+			t.Errorf("%s %q under --skip %s: %s (ran %v), want %s", tc.id, tc.name, skip, res.Status, ran, tc.want)
+		}
+		if tc.want == report.Skip && !strings.Contains(res.Reason, "--skip") {
+			t.Errorf("%s left out with reason %q, want one naming --skip", tc.id, res.Reason)
+		}
+	}
+	if got := caserun.LeftOut(nil, "X-003", "Exec"); got != "" {
+		t.Errorf("LeftOut without --skip = %q, want none", got)
 	}
 }
 
