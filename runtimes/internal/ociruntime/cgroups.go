@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -267,12 +268,18 @@ func (l *cgroupLayout) setPodLimits(p string, r *runtimev1.Resources) error {
 		}
 	}
 	if r.MemoryBytes > 0 {
-		if err := w("memory", "memory.limit_in_bytes", strconv.FormatInt(r.MemoryBytes, 10)); err != nil {
-			return err
-		}
 		// Memory+swap equal to memory: the limit is not dodged by swapping.
+		// The kernel keeps memsw at or above memory, so a raise writes memsw
+		// first and a cut memory first.
+		files := []string{"memory.limit_in_bytes"}
 		if _, err := os.Stat(filepath.Join(l.dir("memory", p), "memory.memsw.limit_in_bytes")); err == nil {
-			if err := w("memory", "memory.memsw.limit_in_bytes", strconv.FormatInt(r.MemoryBytes, 10)); err != nil {
+			files = append(files, "memory.memsw.limit_in_bytes")
+			if cur, err := readUint(filepath.Join(l.dir("memory", p), "memory.limit_in_bytes")); err == nil && uint64(r.MemoryBytes) > cur {
+				slices.Reverse(files)
+			}
+		}
+		for _, f := range files {
+			if err := w("memory", f, strconv.FormatInt(r.MemoryBytes, 10)); err != nil {
 				return err
 			}
 		}

@@ -252,7 +252,7 @@ func (p *Plugin) makeContainer(ctx context.Context, c *container, sb *sandboxRec
 	// needs, is Durable.
 	oomFile, oomKey := cg.oomFile(c.rec.Cgroup)
 	if p.opts.Flavor == Runsc {
-		gvisorSpec(spec)
+		gvisorSpec(spec, sb)
 		// The whole sandbox is in the pod cgroup: an OOM kill there is
 		// this container's end too.
 		oomFile, oomKey = cg.oomFile(podCgroup(sb.ID))
@@ -688,7 +688,7 @@ func (p *Plugin) stopLocked(ctx context.Context, c *container, grace time.Durati
 		}
 	}
 	if sig != unix.SIGKILL {
-		if out, err := p.runcCmd(ctx, nil, "kill", rec.ID, strconv.Itoa(int(sig))); err != nil && !runcGone(out) {
+		if out, err := p.runcCmd(ctx, nil, "kill", rec.ID, strconv.Itoa(int(sig))); err != nil && !p.runtimeGone(out, rec.SandboxID) {
 			return fmt.Errorf("stop container %s: %w", rec.ID, err)
 		}
 		if grace > 0 {
@@ -703,7 +703,7 @@ func (p *Plugin) stopLocked(ctx context.Context, c *container, grace time.Durati
 			}
 		}
 	}
-	if out, err := p.runcCmd(context.WithoutCancel(ctx), nil, "kill", rec.ID, "KILL"); err != nil && !runcGone(out) {
+	if out, err := p.runcCmd(context.WithoutCancel(ctx), nil, "kill", rec.ID, "KILL"); err != nil && !p.runtimeGone(out, rec.SandboxID) {
 		return fmt.Errorf("kill container %s: %w", rec.ID, err)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
@@ -747,7 +747,7 @@ func (p *Plugin) removeContainer(ctx context.Context, c *container, force bool) 
 		}
 	}
 	if rec.Started {
-		if out, err := p.runcCmd(context.WithoutCancel(ctx), nil, "delete", "--force", rec.ID); err != nil && !runcGone(out) {
+		if out, err := p.runcCmd(context.WithoutCancel(ctx), nil, "delete", "--force", rec.ID); err != nil && !p.runtimeGone(out, rec.SandboxID) {
 			return fmt.Errorf("remove container %s: %w", rec.ID, err)
 		}
 		// The shim exits right after recording the exit; wait for it so
@@ -872,7 +872,7 @@ func (p *Plugin) SignalContainer(ctx context.Context, r *runtimev1.SignalContain
 		return nil, err
 	}
 	if out, err := p.runcCmd(ctx, nil, "kill", rec.ID, strconv.Itoa(int(sig))); err != nil {
-		if runcGone(out) {
+		if p.runtimeGone(out, rec.SandboxID) {
 			return nil, errdefs.New(errdefs.ErrFailedPrecondition, fmt.Sprintf("signal: container %s is not running", rec.ID))
 		}
 		return nil, err

@@ -26,8 +26,10 @@
 // child when runc returns, reports the init pid on a pipe the plugin
 // waits on, writes the output to a CRI-format log file (rotated at
 // log_max_bytes, one rotated file kept), reaps the init process and
-// records how it ended (exit code, signal, OOM kill from the cgroup's
-// oom_kill counter) in exit.json, after the output is drained. It then
+// records how it ended (exit code, signal, OOM kill from a rise of the
+// cgroup's oom_kill counter during the container's life) in exit.json,
+// after the output is drained (for a bounded time: a gVisor sandbox may
+// keep a failed container's output open). It then
 // exits. Containers therefore survive restarts of the plugin, and an
 // exit that happens while the plugin is down is not lost. A container
 // whose start fails is EXITED with reason StartError, never half

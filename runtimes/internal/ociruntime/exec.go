@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +39,10 @@ type execProc struct {
 type execIO struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// terminal, when set, is the replica of a pseudo-terminal: the
+	// process's stdin, stdout and stderr and its controlling terminal, in
+	// a session of its own (stdin, stdout and stderr are then unused).
+	terminal *os.File
 }
 
 // startExec starts argv in container id with the given stdio.
@@ -56,6 +59,10 @@ func (p *Plugin) startExec(c *container, argv []string, stdio execIO) (*execProc
 	ep.cmd = exec.Command(bin, args...)
 	ep.kill = p.execKiller(c, ep)
 	ep.cmd.Stdin, ep.cmd.Stdout, ep.cmd.Stderr = stdio.stdin, stdio.stdout, stdio.stderr
+	if t := stdio.terminal; t != nil {
+		ep.cmd.Stdin, ep.cmd.Stdout, ep.cmd.Stderr = t, t, t
+		ep.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	// A process that leaves children holding the pipes must not keep the
 	// call open forever.
 	ep.cmd.WaitDelay = 2 * time.Second
@@ -378,10 +385,6 @@ func (p *Plugin) execTTY(st *execStream, c *container, start *runtimev1.ExecStar
 		got <- console{m, err}
 	}()
 	opts := []string{"--detach", "--tty", "--console-socket", sock.path()}
-	if p.opts.Flavor == Runsc {
-		// runsc has no --tty: a console socket means a terminal.
-		opts = slices.Delete(opts, 1, 2)
-	}
 	bin, args := p.runcExecArgs(c, pidFile, start.Command, opts...)
 	cmd := exec.Command(bin, args...)
 	runcOut := &limitedBuffer{max: 64 << 10}

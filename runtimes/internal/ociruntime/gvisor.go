@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,6 +34,17 @@ const (
 	annotationSandboxID     = "io.kubernetes.cri.sandbox-id"
 	containerTypeSandbox    = "sandbox"
 	containerTypeContainer  = "container"
+)
+
+// The host tasks of a gVisor sandbox, for its pod cgroup's pids limit
+// (hostPidsLimit): room for what a sandbox with several containers uses
+// by itself (the sentry's and the gofers' threads), and for what each
+// process in it may add (the systrap platform's stub threads). Measured
+// with systrap on 2 cores: ~19 for an idle sandbox, ~16 more for its
+// first container, 182 with 64 processes in it (TestForkBomb).
+const (
+	sandboxHostTasks    = 256
+	hostTasksPerProcess = 4
 )
 
 // pauseDir is the sandbox directory's bundle of the root container.
@@ -118,10 +128,47 @@ func (p *Plugin) killSandboxProcess(containerID, file string) {
 // cgroup of its own: its processes are the sandbox's, all in the pod
 // cgroup (a cgroup runsc made would hold only the container's gofer and
 // keep the pod cgroup from being removed).
-func gvisorSpec(s *specs.Spec) {
+func gvisorSpec(s *specs.Spec, sb *sandboxRecord) {
 	s.Annotations[annotationContainerType] = containerTypeContainer
 	s.Annotations[annotationSandboxID] = s.Annotations["dev.paddock.sandbox-id"]
 	s.Linux.CgroupsPath = ""
+	s.Process.Rlimits = sandboxRlimits(sb.Config.Msg.GetResources())
+}
+
+// sandboxRlimits are the resource limits of every process of a gVisor
+// sandbox with the pod resources r: the pod's pids limit as RLIMIT_NPROC.
+//
+// The pod cgroup on the host cannot hold a pod to its pids limit under
+// gVisor: it counts the sandbox's host tasks (the sentry's threads, the
+// gofers, the platform's stub processes), not the pod's processes, and
+// when it runs out the sentry cannot make the host task a new process
+// needs and the whole sandbox dies. gVisor's own cgroupfs pids controller
+// cannot be relied on either (this gVisor charges a new task to only one
+// of the task's cgroups, chosen at random). RLIMIT_NPROC is what the
+// sentry enforces on every clone: its count is per user id, across the
+// whole sandbox (all its containers and execs), and a clone past it fails
+// with EAGAIN. Only CAP_SYS_ADMIN or CAP_SYS_RESOURCE would lift it, and
+// Paddock's containers get neither; as the limit's soft and hard values
+// are the same, no process can raise it. Processes that change to
+// another user id are counted against that one's own limit.
+func sandboxRlimits(r *runtimev1.Resources) []specs.POSIXRlimit {
+	if r.GetPids() <= 0 {
+		return nil
+	}
+	n := uint64(r.GetPids())
+	return []specs.POSIXRlimit{{Type: "RLIMIT_NPROC", Hard: n, Soft: n}}
+}
+
+// hostPidsLimit is the pids limit of the pod cgroup of a gVisor sandbox
+// whose pod's own is pids (0: none): room for the sandbox's host tasks
+// when the pod runs pids processes (each may cost a stub thread of the
+// platform), so that the limit inside the sandbox (sandboxRlimits) is
+// met first and the host's only stops a runaway sentry.
+func hostPidsLimit(pids int64) int64 {
+	if pids <= 0 {
+		return 0
+	}
+	return sandboxHostTasks + hostTasksPerProcess*pids
 }
 
 // pauseELF returns a minimal static x86-64 Linux executable that calls
@@ -175,6 +222,8 @@ func (p *Plugin) startGVisorSandbox(ctx context.Context, sb *sandbox) error {
 			Env:             []string{defaultPath},
 			NoNewPrivileges: true,
 			Capabilities:    &specs.LinuxCapabilities{},
+			// Execs run with the root container's limits.
+			Rlimits: sandboxRlimits(cfg.GetResources()),
 		},
 		Root:     &specs.Root{Path: "rootfs", Readonly: true},
 		Hostname: sandboxHostname(cfg),
@@ -233,10 +282,42 @@ func (p *Plugin) startGVisorSandbox(ctx context.Context, sb *sandbox) error {
 func (p *Plugin) deleteGVisorSandbox(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if out, err := p.runcCmd(ctx, nil, "delete", "--force", id); err != nil && !runcGone(out) {
+	if out, err := p.runcCmd(ctx, nil, "delete", "--force", id); err != nil && !p.runtimeGone(out, id) {
 		return err
 	}
 	return nil
+}
+
+// gvisorSandboxGone reports whether the gVisor sandbox of sandbox id is
+// gone: its process (the sentry, whose pid "runsc run" wrote) has exited
+// or is not that sandbox's any more. A sandbox whose process the host's
+// OOM killer (or anything else) killed is given up to wait to finish
+// dying.
+func (p *Plugin) gvisorSandboxGone(id string, wait time.Duration) bool {
+	pidFile := filepath.Join(p.stateDir, "sandboxes", id, pauseDir, "pid")
+	deadline := time.Now().Add(wait)
+	for {
+		pid, err := shim.ReadPidFile(pidFile)
+		if err != nil {
+			return true // never started, or removed
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !shim.Alive(pid, 0) || !bytes.Contains(cmdline, []byte(id)) {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runtimeGone reports whether a runtime command that failed with out
+// failed because what it acts on is gone: runc's and runsc's own
+// messages, or, under gVisor, a sandbox that died (a sub-container's
+// commands then fail with an error of the sandbox's control socket).
+func (p *Plugin) runtimeGone(out []byte, sandboxID string) bool {
+	return runcGone(out) || (p.opts.Flavor == Runsc && p.gvisorSandboxGone(sandboxID, 5*time.Second))
 }
 
 // raisePodLimits makes the pod cgroup, which holds the whole gVisor
@@ -340,58 +421,34 @@ func (p *Plugin) gvisorStats(ctx context.Context, id string) (*runtimev1.Contain
 	}, nil
 }
 
-// execTTYRunsc runs an exec on a terminal under gVisor: "runsc exec
-// --console-socket" (runsc has no --tty) stays the plugin's child and
-// exits with the process, so the plugin need not adopt anything (an
-// adopting plugin would also inherit the sandboxes runsc starts).
+// execTTYRunsc runs an exec on a terminal under gVisor. "runsc exec
+// --console-socket" without --detach does not make a terminal (only its
+// --detach mode does, for a child runsc that the caller would have to
+// adopt, and with it the sandboxes runsc starts): the plugin makes the
+// terminal itself, a host pseudo-terminal whose replica is runsc exec's
+// stdio and controlling terminal, as runsc's --detach mode does. runsc
+// exec then hands the replica to the sandbox as the process's terminal
+// (its size and modes are the host terminal's), forwards the SIGWINCH a
+// resize of the master raises to the process's foreground group, stays
+// the plugin's child and exits with the process.
 func (p *Plugin) execTTYRunsc(st *execStream, c *container, start *runtimev1.ExecStart, sized bool) error {
-	sock, err := newConsoleSocket()
+	master, replica, err := openPTY()
 	if err != nil {
+		return fmt.Errorf("exec in container %s with a terminal: %w", start.Id, err)
+	}
+	// The initial size is the terminal's before the process starts.
+	if sized {
+		if err := resizePTY(master, start.Width, start.Height); err != nil {
+			master.Close()
+			replica.Close()
+			return fmt.Errorf("exec in container %s with a terminal: %w", start.Id, err)
+		}
+	}
+	ep, err := p.startExec(c, start.Command, execIO{terminal: replica})
+	replica.Close() // runsc exec has its copy
+	if err != nil {
+		master.Close()
 		return err
 	}
-	defer sock.close()
-	tmp, err := os.MkdirTemp(c.dir, "exec-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	pidFile := filepath.Join(tmp, "pid")
-	bin, args := p.runcExecArgs(c, pidFile, start.Command, "--console-socket", sock.path())
-	cmd := exec.Command(bin, args...)
-	out := &limitedBuffer{max: 64 << 10}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("runsc exec: %w", err)
-	}
-	exited := make(chan struct{})
-	var code int
-	var werr error
-	go func() {
-		defer close(exited)
-		werr = cmd.Wait()
-		code = cmd.ProcessState.ExitCode()
-		if code < 0 {
-			code = 255
-		}
-		sock.l.Close()
-	}()
-	master, err := sock.receive(30 * time.Second)
-	if err != nil {
-		cmd.Process.Kill()
-		<-exited
-		// Like an exec without a terminal: runsc's own message and exit
-		// code are the exec's output and result.
-		st.writer(false).Write(bytes.ReplaceAll(out.buf.Bytes(), []byte("\n"), []byte("\r\n")))
-		return st.finish(func() (int, error) { return code, nil }, func() {}, start.Id, nil)
-	}
-	wait := func() (int, error) {
-		<-exited
-		var ee *exec.ExitError
-		if werr != nil && !errors.As(werr, &ee) {
-			return -1, werr
-		}
-		return code, nil
-	}
-	kill := func() { p.killSandboxProcess(c.rec.ID, internalPidFile(pidFile)) }
-	return p.streamTTY(st, c, start, sized, master, wait, kill)
+	return p.streamTTY(st, c, start, false, master, ep.wait, ep.kill)
 }

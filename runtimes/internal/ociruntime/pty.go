@@ -87,6 +87,27 @@ func (s *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), string(name[:n])), nil
 }
 
+// openPTY opens a new pseudo-terminal: its master, non-blocking so that a
+// read deadline ends a pending read, and its replica.
+func openPTY() (master, replica *os.File, err error) {
+	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open /dev/ptmx: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("unlock the terminal: %w", err)
+	}
+	// TIOCGPTPEER opens the replica from the master, whatever devpts
+	// instance /dev/pts is.
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(m), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("open the terminal's replica: %w", errno)
+	}
+	return os.NewFile(uintptr(m), "/dev/ptmx"), os.NewFile(r, "pty-replica"), nil
+}
+
 func (s *consoleSocket) close() {
 	s.l.Close()
 	os.RemoveAll(s.dir)

@@ -230,7 +230,14 @@ func (p *Plugin) makeSandbox(sb *sandbox, cg *cgroupLayout) error {
 			return fmt.Errorf("sandbox %s: %w", name, err)
 		}
 	}
-	if err := cg.createPod(podCgroup(sb.rec.ID), cfg.Resources); err != nil {
+	res := cfg.Resources
+	if p.opts.Flavor == Runsc && res.GetPids() > 0 {
+		// The pod's pids limit holds inside the sandbox (sandboxRlimits);
+		// the host's counts the sandbox's own tasks.
+		res = proto.Clone(res).(*runtimev1.Resources)
+		res.Pids = hostPidsLimit(res.Pids)
+	}
+	if err := cg.createPod(podCgroup(sb.rec.ID), res); err != nil {
 		return fmt.Errorf("pod cgroup: %w", err)
 	}
 	if sb.rec.NetnsPath == "" {
@@ -404,7 +411,19 @@ func (p *Plugin) InspectSandbox(ctx context.Context, r *runtimev1.InspectSandbox
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return sb.proto(p.opts.Flavor.name()), nil
+	return p.sandboxProto(sb), nil
+}
+
+// sandboxProto returns the sandbox as the contract's message (the caller
+// holds p.mu). A gVisor sandbox whose sandbox process died (the host's
+// OOM killer ends the whole sandbox when the pod exceeds its memory
+// limit) is not ready: its containers have all exited.
+func (p *Plugin) sandboxProto(sb *sandbox) *runtimev1.Sandbox {
+	v := sb.proto(p.opts.Flavor.name())
+	if p.opts.Flavor == Runsc && v.State == runtimev1.SandboxState_SANDBOX_READY && p.gvisorSandboxGone(sb.rec.ID, 0) {
+		v.State = runtimev1.SandboxState_SANDBOX_NOTREADY
+	}
+	return v
 }
 
 // ListSandboxes lists the sandboxes matching the filter (id, labels).
@@ -423,7 +442,7 @@ func (p *Plugin) ListSandboxes(ctx context.Context, r *runtimev1.ListSandboxesRe
 		if !matchLabels(sb.rec.Config.Msg.Labels, r.Labels) {
 			continue
 		}
-		resp.Sandboxes = append(resp.Sandboxes, sb.proto(p.opts.Flavor.name()))
+		resp.Sandboxes = append(resp.Sandboxes, p.sandboxProto(sb))
 	}
 	return resp, nil
 }
@@ -468,7 +487,7 @@ func (p *Plugin) Recover(ctx context.Context, r *runtimev1.RecoverRequest) (*run
 			}
 		}
 	}
-	resp := &runtimev1.RecoverResponse{Sandbox: sb.proto(p.opts.Flavor.name())}
+	resp := &runtimev1.RecoverResponse{Sandbox: p.sandboxProto(sb)}
 	p.mu.Unlock()
 	for _, c := range p.containersOf(id) {
 		v, err := p.inspect(c)

@@ -74,6 +74,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if err := checkWorkingDir(cwd); err != nil {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, cwdField, err.Error())
 	}
+	if err := checkWorkingDirIn(in.rootfs, cwd); err != nil {
+		return nil, errdefs.Field(errdefs.ErrInvalidArgument, cwdField, err.Error())
+	}
 	user, err := resolveUser(cfg, img, in.rootfs)
 	if err != nil {
 		return nil, err
@@ -186,6 +189,74 @@ func checkWorkingDir(cwd string) error {
 		return fmt.Errorf("%q is inside /proc; a working directory there is refused (it can escape the container, CVE-2024-21626)", cwd)
 	}
 	return nil
+}
+
+// checkWorkingDirIn rejects a working directory that, resolved inside
+// the container's root filesystem rootfs (resolveInRoot), lies in /proc:
+// a symbolic link in the image such as /work -> /proc/self/fd/7 escapes
+// as the path itself would (checkWorkingDir).
+func checkWorkingDirIn(rootfs, cwd string) error {
+	resolved, err := resolveInRoot(rootfs, cwd)
+	if err != nil {
+		return fmt.Errorf("%q: %w", cwd, err)
+	}
+	if resolved == "/proc" || strings.HasPrefix(resolved, "/proc/") {
+		return fmt.Errorf("%q resolves to %q in the container's root filesystem, inside /proc; a working directory there is refused (it can escape the container, CVE-2024-21626)", cwd, resolved)
+	}
+	return nil
+}
+
+// maxSymlinks bounds the symbolic links resolveInRoot follows, as the
+// kernel's ELOOP limit does.
+const maxSymlinks = 40
+
+// resolveInRoot resolves p, an absolute path in a container, as the
+// container would see it in its root filesystem root (a host directory),
+// and returns the resolved path in the container: symbolic links are
+// followed with root as "/", relative ones from their directory, and
+// ".." never climbs above root. Nothing outside root is ever looked at.
+// The part of p from the first component that does not exist is taken
+// as it is (the runtime makes a missing working directory).
+func resolveInRoot(root, p string) (string, error) {
+	todo := strings.Split(p, "/")
+	cur := "/"
+	links := 0
+	for len(todo) > 0 {
+		part := todo[0]
+		todo = todo[1:]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, part)
+		host := filepath.Join(root, next)
+		fi, err := os.Lstat(host)
+		if errors.Is(err, os.ErrNotExist) {
+			cur = next
+			continue
+		} else if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > maxSymlinks {
+			return "", fmt.Errorf("more than %d symbolic links", maxSymlinks)
+		}
+		target, err := os.Readlink(host)
+		if err != nil {
+			return "", err
+		}
+		if path.IsAbs(target) {
+			cur = "/"
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return cur, nil
 }
 
 // resolveUser returns the process's user: the container's uid/gid if set,

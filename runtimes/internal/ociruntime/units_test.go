@@ -96,6 +96,73 @@ func TestCheckWorkingDir(t *testing.T) {
 	}
 }
 
+// TestCheckWorkingDirIn resolves working directories inside a crafted
+// root filesystem: symbolic links into /proc, absolute or relative, direct
+// or chained, and ".." that tries to climb out of the root, are refused;
+// ordinary directories and links are not, and nothing outside the root
+// is followed.
+func TestCheckWorkingDirIn(t *testing.T) {
+	root := t.TempDir()
+	// A host directory the links must never reach: were it followed, its
+	// link to /proc would refuse /escape/p.
+	outside := t.TempDir()
+	if err := os.Symlink("/proc", filepath.Join(outside, "p")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"proc", "home/app", "data", "deep/a/b"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"fd":         "/proc/self/fd/7",
+		"rel":        "../../proc/self/fd/8",
+		"home/up":    "../../../../proc/1/cwd",
+		"chain":      "/fd",
+		"home/work":  "/data",
+		"loop":       "loop",
+		"escape":     outside,
+		"deep/a/b/c": "../../../proc",
+		"procdir":    "proc",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		cwd  string
+		want string // "" when refused
+	}{
+		{"/home/app", "/home/app"},
+		{"/home/work", "/data"},
+		{"/home/work/new/dir", "/data/new/dir"},
+		{"/missing/../home", "/home"},
+		{"/escape", outside},
+		{"/escape/p", outside + "/p"},
+		{"/fd", ""},
+		{"/rel", ""},
+		{"/home/up", ""},
+		{"/chain", ""},
+		{"/chain/x", ""},
+		{"/deep/a/b/c/self", ""},
+		{"/procdir", ""},
+		{"/loop", ""},
+	} {
+		err := checkWorkingDirIn(root, tc.cwd)
+		if (err == nil) != (tc.want != "") {
+			t.Errorf("checkWorkingDirIn(%q) = %v, want refused %v", tc.cwd, err, tc.want == "")
+		}
+		if tc.want == "" {
+			continue
+		}
+		// The resolved path is in the container: a link to a host
+		// directory names that path inside the root, never the host's.
+		if got, err := resolveInRoot(root, tc.cwd); err != nil || got != tc.want {
+			t.Errorf("resolveInRoot(%q) = %q, %v; want %q", tc.cwd, got, err, tc.want)
+		}
+	}
+}
+
 func TestAllowedHostPath(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()

@@ -23,10 +23,12 @@
 // The shim records StateFile, reports, writes the output to a CRI-format
 // log file (rotated at Config.LogMaxBytes, one rotated file kept), reaps
 // the init (and anything else reparented to it) and records how the
-// container ended (exit code, signal, OOM kill from the cgroup's OOM
-// counter) in ExitFile once the output is drained. Then it exits. A start
-// that fails leaves no container behind (runc removes it, and the shim
-// runs "runc delete --force" to be sure) and is reported as an error.
+// container ended (exit code, signal, OOM kill from a rise of the
+// cgroup's OOM counter during the container's life: a gVisor sandbox's
+// counter is its pod's) in ExitFile once the output is drained. Then it
+// exits. A start that fails leaves no container behind (runc removes it,
+// and the shim runs "runc delete --force" to be sure) and is reported as
+// an error.
 //
 // With Config.WaitCommand (runsc) the container's processes live in a
 // gVisor sandbox, not on the host: the shim runs the same start command

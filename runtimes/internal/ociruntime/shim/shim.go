@@ -20,8 +20,9 @@ import (
 )
 
 // outputDrainTimeout bounds the wait for the container's output pipes to
-// close after its init exited (a process that escaped into another pid
-// namespace could keep them open forever).
+// close after its init exited or its start failed (a process that escaped
+// into another pid namespace, or a gVisor sandbox that a sub-container
+// failed to start in, could keep them open forever).
 const outputDrainTimeout = 2 * time.Second
 
 // Run runs the shim for the container directory args[0], with the report
@@ -102,6 +103,9 @@ func run(log *logger, begun time.Time, dir string, cfg *Config, report func(Read
 	// process, runc's child, becomes the shim's: the shim is a subreaper.
 	// A process that already exited by then is a zombie reparented to
 	// the shim, whose status reap still collects.
+	// The OOM counter may be shared (a gVisor sandbox's pod cgroup) and
+	// count kills from before this container: only a rise is its own.
+	oomBefore, _ := ReadKeyed(cfg.OOMFile, cfg.OOMKey)
 	runcBegun := time.Now()
 	start := runc("run", "--detach", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
 	start.Stdout, start.Stderr = outW, errW
@@ -110,7 +114,11 @@ func run(log *logger, begun time.Time, dir string, cfg *Config, report func(Read
 	outW.Close()
 	errW.Close()
 	if startErr != nil {
-		copiers.Wait()
+		// runc's message goes to the log. Under runsc the sandbox may
+		// keep the failed container's output open: the wait is bounded.
+		if !drain(&copiers) {
+			log.print("WARN", "container output still open after a failed start")
+		}
 		runc("delete", "--force", cfg.ID).Run()
 		return 1, fmt.Errorf("runc run: %s", runcError(runcLog, startErr))
 	}
@@ -158,7 +166,7 @@ func run(log *logger, begun time.Time, dir string, cfg *Config, report func(Read
 			ex.ExitCode = int32(status.ExitStatus())
 		}
 	}
-	if n, err := ReadKeyed(cfg.OOMFile, cfg.OOMKey); err == nil && n > 0 {
+	if n, err := ReadKeyed(cfg.OOMFile, cfg.OOMKey); err == nil && n > oomBefore {
 		ex.OOMKilled = true
 		if cfg.WaitCommand && ex.Reason == "Unknown" {
 			// The kernel's OOM killer took the whole gVisor sandbox.
@@ -177,11 +185,7 @@ func run(log *logger, begun time.Time, dir string, cfg *Config, report func(Read
 
 	// Everything the container wrote goes to the log before the exit is
 	// published, so that a reader who saw the exit sees all the output.
-	drained := make(chan struct{})
-	go func() { copiers.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(outputDrainTimeout):
+	if !drain(&copiers) {
 		log.print("WARN", "container output still open after its exit; closing the log")
 	}
 	if err := logw.Close(); err != nil {
@@ -194,6 +198,19 @@ func run(log *logger, begun time.Time, dir string, cfg *Config, report func(Read
 	}
 	log.print("INFO", "container exited", "exitCode", ex.ExitCode, "signal", ex.Signal, "oomKilled", ex.OOMKilled)
 	return 0, nil
+}
+
+// drain waits for the output copiers to finish, at most
+// outputDrainTimeout, and reports whether they did.
+func drain(copiers *sync.WaitGroup) bool {
+	drained := make(chan struct{})
+	go func() { copiers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+		return true
+	case <-time.After(outputDrainTimeout):
+		return false
+	}
 }
 
 // reap waits for the container's init (pid) and returns its status,

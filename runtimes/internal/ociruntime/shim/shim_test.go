@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +92,9 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+# FAKE_RUNC_HOLD: something (as a gVisor sandbox does) keeps the failed
+# container's output open after this process failed.
+[ -n "$FAKE_RUNC_HOLD" ] && { sleep 60 & echo $! > holder.pid; }
 [ -n "$FAKE_RUNC_FAIL" ] && { echo '{"level":"error","msg":"no such binary"}' >> runc.log; exit 1; }
 # Like runc's, the container outlives this process as its orphan: it
 # waits until this shell is gone (so that the shell cannot reap it) and is
@@ -161,7 +165,10 @@ func TestRun(t *testing.T) {
 	}{
 		{"exit code", "echo out; echo err >&2; exit 7", 0, shim.Exit{ExitCode: 7, Reason: "Error"}},
 		{"completed", "echo out; echo err >&2", 0, shim.Exit{ExitCode: 0, Reason: "Completed"}},
-		{"oom kill", "echo out; echo err >&2; kill -9 $$", 1, shim.Exit{ExitCode: 137, Signal: 9, OOMKilled: true, Reason: "OOMKilled"}},
+		{"oom kill", "echo out; echo err >&2; echo 'oom_kill 1' > memory.oom_control; kill -9 $$", 0, shim.Exit{ExitCode: 137, Signal: 9, OOMKilled: true, Reason: "OOMKilled"}},
+		// A shared counter (a gVisor pod's) that counted a kill before the
+		// container started: not this container's.
+		{"earlier oom kill", "echo out; echo err >&2; exit 7", 1, shim.Exit{ExitCode: 7, Reason: "Error"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,6 +208,25 @@ func TestRunStartError(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s after a failed start: %v, want none", f, err)
 		}
+	}
+}
+
+// A failed start whose output something else keeps open (a gVisor
+// sandbox keeps a failed sub-container's stdio) is still reported: the
+// shim does not wait for the output to close.
+func TestRunStartErrorOutputHeld(t *testing.T) {
+	t.Parallel()
+	ready, code, dir := runShim(t, "exit 0", 0, "FAKE_RUNC_FAIL=1", "FAKE_RUNC_HOLD=1")
+	pid, err := shim.ReadPidFile(filepath.Join(dir, "holder.pid"))
+	if err != nil {
+		t.Fatalf("the holder's pid: %v", err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if !shim.Alive(pid, 0) {
+		t.Fatalf("the process holding the output exited before the shim did: the test proves nothing")
+	}
+	if ready.Pid != 0 || !strings.Contains(ready.Error, "runc run: no such binary") || code == 0 {
+		t.Errorf("report = %+v, exit code %d; want runc's error and a non-zero exit", ready, code)
 	}
 }
 
