@@ -204,15 +204,40 @@ func (a *Agent) runPod(ctx context.Context, key string, pod *api.Pod, mine []fou
 		return 10 * time.Second, a.writeStatus(ctx, pod, st, nil)
 	}
 	st.podWaiting = nil
-	var sb *runtimev1.Sandbox
+	var sb, prev *runtimev1.Sandbox
 	attempt := uint32(0)
 	for _, f := range mine {
 		attempt = max(attempt, f.sb.GetConfig().GetAttempt()+1)
-		if f.plugin == plugin && f.sb.State == runtimev1.SandboxState_SANDBOX_READY && (sb == nil || f.sb.GetConfig().GetAttempt() > sb.GetConfig().GetAttempt()) {
+		if f.plugin != plugin {
+			continue
+		}
+		newer := func(than *runtimev1.Sandbox) bool {
+			return than == nil || f.sb.GetConfig().GetAttempt() > than.GetConfig().GetAttempt()
+		}
+		if f.sb.State == runtimev1.SandboxState_SANDBOX_READY && newer(sb) {
 			sb = f.sb
+		} else if f.sb.State != runtimev1.SandboxState_SANDBOX_READY && newer(prev) {
+			prev = f.sb
+		}
+	}
+	// A sandbox that died (a gVisor pod over its memory limit ends whole)
+	// ran the pod's containers: how they ended decides, per restartPolicy,
+	// whether the pod is done — then its dead sandbox stays, for the
+	// status, until the pod is deleted — or runs again in a new sandbox,
+	// restarts counted on from the old containers.
+	var before map[string][]*runtimev1.Container
+	if prev != nil {
+		if resp, err := rc.ListContainers(ctx, &runtimev1.ListContainersRequest{SandboxId: prev.Id}); err == nil {
+			before = groupContainers(resp.Containers)
+			if sb == nil && podDone(pod, before) {
+				sb = prev
+			}
 		}
 	}
 	for _, f := range mine {
+		if before != nil && f.sb.Id == prev.Id {
+			continue // until the new sandbox's containers supersede it
+		}
 		if sb == nil || f.sb.Id != sb.Id {
 			a.log.Info("removing a sandbox that is not ready", "pod", key, "sandbox", f.sb.Id)
 			if err := a.teardown(ctx, f, orphanGrace); err != nil {
@@ -247,7 +272,11 @@ func (a *Agent) runPod(ctx context.Context, key string, pod *api.Pod, mine []fou
 	var retry time.Duration
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]
-		r, err := a.syncContainer(ctx, key, pod, st, rc, sb, spec, byName[spec.Name])
+		existing := byName[spec.Name]
+		if len(existing) == 0 {
+			existing = before[spec.Name] // ran in the sandbox that died
+		}
+		r, err := a.syncContainer(ctx, key, pod, st, rc, sb, spec, existing)
 		if err != nil {
 			return 0, err
 		}
@@ -258,7 +287,35 @@ func (a *Agent) runPod(ctx context.Context, key string, pod *api.Pod, mine []fou
 	if resp, err = rc.ListContainers(ctx, &runtimev1.ListContainersRequest{SandboxId: sb.Id}); err != nil {
 		return 0, err
 	}
-	return retry, a.writeStatus(ctx, pod, st, groupContainers(resp.Containers))
+	now := groupContainers(resp.Containers)
+	if before != nil && sb.Id != prev.Id && !superseded(pod, now) {
+		for name, list := range before {
+			if len(now[name]) == 0 {
+				now[name] = list // still waiting to run again: report how it ended
+			}
+		}
+	} else if before != nil && sb.Id != prev.Id {
+		a.log.Info("removing a sandbox that is not ready", "pod", key, "sandbox", prev.Id)
+		for _, f := range mine {
+			if f.sb.Id == prev.Id {
+				if err := a.teardown(ctx, f, orphanGrace); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return retry, a.writeStatus(ctx, pod, st, now)
+}
+
+// superseded says whether every container of the pod has an instance in
+// cs, so that those of a sandbox before are not needed any more.
+func superseded(pod *api.Pod, cs map[string][]*runtimev1.Container) bool {
+	for _, spec := range pod.Spec.Containers {
+		if len(cs[spec.Name]) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // groupContainers files containers by the pod container they run, newest
@@ -402,6 +459,18 @@ func (a *Agent) syncContainer(ctx context.Context, key string, pod *api.Pod, st 
 		}
 	}
 	return a.startContainer(ctx, key, pod, st, rc, sb, spec, n)
+}
+
+// podDone says whether every container of the pod ran (its newest
+// instance in cs has exited) and its restart policy restarts none.
+func podDone(pod *api.Pod, cs map[string][]*runtimev1.Container) bool {
+	for _, spec := range pod.Spec.Containers {
+		list := cs[spec.Name]
+		if len(list) == 0 || list[0].State != runtimev1.ContainerState_CONTAINER_EXITED || shouldRestart(pod.Spec.RestartPolicy, list[0].GetExit()) {
+			return false
+		}
+	}
+	return true
 }
 
 // shouldRestart applies a restart policy to how a container ended.

@@ -62,3 +62,37 @@ func TestPodPidsLimitValidation(t *testing.T) {
 		}
 	}
 }
+
+// A pod whose sandbox died is done when every container ran and its
+// restart policy restarts none of them; otherwise it runs again.
+func TestPodDone(t *testing.T) {
+	exited := func(code int32, oom bool) []*runtimev1.Container {
+		return []*runtimev1.Container{{State: runtimev1.ContainerState_CONTAINER_EXITED, Exit: &runtimev1.ExitStatus{ExitCode: code, OomKilled: oom}}}
+	}
+	running := []*runtimev1.Container{{State: runtimev1.ContainerState_CONTAINER_RUNNING}}
+	pod := func(policy api.RestartPolicy) *api.Pod {
+		return &api.Pod{Spec: api.PodSpec{RestartPolicy: policy, Containers: []api.Container{{Name: "a"}, {Name: "b"}}}}
+	}
+	for _, tc := range []struct {
+		policy api.RestartPolicy
+		cs     map[string][]*runtimev1.Container
+		want   bool
+	}{
+		{api.RestartNever, map[string][]*runtimev1.Container{"a": exited(137, true), "b": exited(0, false)}, true},
+		{api.RestartNever, map[string][]*runtimev1.Container{"a": exited(137, true)}, false}, // b never ran
+		{api.RestartNever, map[string][]*runtimev1.Container{"a": exited(137, true), "b": running}, false},
+		{api.RestartOnFailure, map[string][]*runtimev1.Container{"a": exited(0, false), "b": exited(0, false)}, true},
+		{api.RestartOnFailure, map[string][]*runtimev1.Container{"a": exited(137, true), "b": exited(0, false)}, false},
+		{api.RestartAlways, map[string][]*runtimev1.Container{"a": exited(0, false), "b": exited(0, false)}, false},
+	} {
+		if got := podDone(pod(tc.policy), tc.cs); got != tc.want {
+			t.Errorf("podDone(%s, %d containers) = %v, want %v", tc.policy, len(tc.cs), got, tc.want)
+		}
+	}
+	if superseded(pod(api.RestartAlways), map[string][]*runtimev1.Container{"a": running}) {
+		t.Error("superseded with container b not run yet")
+	}
+	if !superseded(pod(api.RestartAlways), map[string][]*runtimev1.Container{"a": running, "b": running}) {
+		t.Error("not superseded with both containers running")
+	}
+}
