@@ -249,6 +249,10 @@ type podState struct {
 	lastPullFailure map[string]time.Time
 	// probes by container id.
 	probes map[string]*prober
+	// lastTerminated is how each container last ended in a sandbox that
+	// died and is gone (its lastState while the runtime has only one
+	// instance of it in the new sandbox).
+	lastTerminated map[string]*api.ContainerStateTerminated
 }
 
 // stateOf returns the pod's in-memory state, made fresh for a new uid.
@@ -266,6 +270,7 @@ func (a *Agent) stateOf(key, uid string) *podState {
 			pullFailures:    map[string]int{},
 			lastPullFailure: map[string]time.Time{},
 			probes:          map[string]*prober{},
+			lastTerminated:  map[string]*api.ContainerStateTerminated{},
 		}
 		a.state[key] = st
 	}

@@ -295,6 +295,9 @@ func (a *Agent) runPod(ctx context.Context, key string, pod *api.Pod, mine []fou
 			}
 		}
 	} else if before != nil && sb.Id != prev.Id {
+		for name, list := range before {
+			st.lastTerminated[name] = terminated(list[0])
+		}
 		a.log.Info("removing a sandbox that is not ready", "pod", key, "sandbox", prev.Id)
 		for _, f := range mine {
 			if f.sb.Id == prev.Id {

@@ -116,6 +116,8 @@ func (a *Agent) containerStatus(st *podState, spec *api.Container, list []*runti
 		cs.Ready = st.ready(latest.Id, spec)
 		if len(list) > 1 {
 			cs.LastTerminationState.Terminated = terminated(list[1])
+		} else {
+			cs.LastTerminationState.Terminated = st.lastTerminated[spec.Name]
 		}
 	case runtimev1.ContainerState_CONTAINER_CREATED:
 		cs.State.Waiting = &api.ContainerStateWaiting{Reason: "ContainerCreating"}

@@ -77,6 +77,7 @@ func TestRuntimeIsolation(t *testing.T) {
 	}
 	for _, rt := range isolatedRuntimes {
 		t.Run(rt.class+"/memory hog is OOMKilled", func(t *testing.T) { memoryHog(t, u, rt) })
+		t.Run(rt.class+"/memory hog restarts under restartPolicy Always", func(t *testing.T) { memoryHogRestarts(t, u, rt) })
 	}
 	for _, rt := range isolatedRuntimes {
 		t.Run(rt.class+"/fork bomb stops at the pids limit", func(t *testing.T) { forkBomb(t, u, rt) })
@@ -275,6 +276,38 @@ spec:
 	}
 	stillFine(t, u, rt.neighbour)
 	stillFine(t, u, rt.tenant)
+}
+
+// memoryHogRestarts: under restartPolicy Always an OOM-killed container
+// runs again — under gVisor, whose OOM ends the whole sandbox, in a new
+// one — with its restart counted and its OOM kill as its last state.
+func memoryHogRestarts(t *testing.T, u *up, rt isolated) {
+	hog := fmt.Sprintf(`apiVersion: paddock.dev/v1
+kind: Pod
+metadata: {name: hog-again, tenant: %s}
+spec:
+  restartPolicy: Always
+  containers:
+  - name: main
+    image: paddock.dev/test/busybox:latest
+    command: [tail, /dev/zero]
+    resources: {limits: {memory: 32Mi}}
+`, rt.tenant)
+	mustPaddock(t, u.admin, hog, "apply", "-f", "-")
+	t.Cleanup(func() { paddock(t, u.admin, "", "delete", "pod", "hog-again", "-t", rt.tenant, "--grace-period", "0") })
+	var cs api.ContainerStatus
+	eventually(t, 90*time.Second, rt.tenant+"/hog-again restarted after an OOM kill", func() bool {
+		p := tenantPod(t, u, rt.tenant, "hog-again")
+		if len(p.Status.ContainerStatuses) != 1 {
+			return false
+		}
+		cs = p.Status.ContainerStatuses[0]
+		return cs.RestartCount >= 1 && cs.LastTerminationState.Terminated != nil
+	})
+	if last := cs.LastTerminationState.Terminated; last.Reason != "OOMKilled" || last.ExitCode != 137 {
+		t.Errorf("%s/hog-again's last state = %+v, want OOMKilled, exit 137", rt.tenant, last)
+	}
+	stillFine(t, u, rt.neighbour)
 }
 
 // forkBomb: a pod forking without end stays at the pids limit of its pod
