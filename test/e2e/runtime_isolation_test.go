@@ -235,24 +235,31 @@ func descendants(pid int) []int {
 	return out
 }
 
-// memoryHog: a pod limited to 32Mi that grows without bound is OOM-killed
-// inside its pod cgroup, whose limit is 32Mi, and its container reports
-// OOMKilled; the node and the other tenant's pod carry on.
-func memoryHog(t *testing.T, u *up, rt isolated) {
-	const limit = 32 << 20
+// startHog creates pod NAME of tenant, limited to 32Mi, whose container
+// grows without bound (busybox tail buffers a line that never ends), and
+// deletes it when the test ends.
+func startHog(t *testing.T, u *up, tenant, name string, policy api.RestartPolicy) {
 	hog := fmt.Sprintf(`apiVersion: paddock.dev/v1
 kind: Pod
-metadata: {name: hog, tenant: %s}
+metadata: {name: %s, tenant: %s}
 spec:
-  restartPolicy: Never
+  restartPolicy: %s
   containers:
   - name: main
     image: paddock.dev/test/busybox:latest
     command: [tail, /dev/zero]
     resources: {limits: {memory: 32Mi}}
-`, rt.tenant)
+`, name, tenant, policy)
 	mustPaddock(t, u.admin, hog, "apply", "-f", "-")
-	t.Cleanup(func() { paddock(t, u.admin, "", "delete", "pod", "hog", "-t", rt.tenant, "--grace-period", "0") })
+	t.Cleanup(func() { paddock(t, u.admin, "", "delete", "pod", name, "-t", tenant, "--grace-period", "0") })
+}
+
+// memoryHog: a pod limited to 32Mi that grows without bound is OOM-killed
+// inside its pod cgroup, whose limit is 32Mi, and its container reports
+// OOMKilled; the node and the other tenant's pod carry on.
+func memoryHog(t *testing.T, u *up, rt isolated) {
+	const limit = 32 << 20
+	startHog(t, u, rt.tenant, "hog", api.RestartNever)
 	var p *api.Pod
 	deadline := time.Now().Add(90 * time.Second)
 	for p = tenantPod(t, u, rt.tenant, "hog"); p.Status.Phase != api.PodFailed && p.Status.Phase != api.PodSucceeded; p = tenantPod(t, u, rt.tenant, "hog") {
@@ -282,19 +289,7 @@ spec:
 // runs again — under gVisor, whose OOM ends the whole sandbox, in a new
 // one — with its restart counted and its OOM kill as its last state.
 func memoryHogRestarts(t *testing.T, u *up, rt isolated) {
-	hog := fmt.Sprintf(`apiVersion: paddock.dev/v1
-kind: Pod
-metadata: {name: hog-again, tenant: %s}
-spec:
-  restartPolicy: Always
-  containers:
-  - name: main
-    image: paddock.dev/test/busybox:latest
-    command: [tail, /dev/zero]
-    resources: {limits: {memory: 32Mi}}
-`, rt.tenant)
-	mustPaddock(t, u.admin, hog, "apply", "-f", "-")
-	t.Cleanup(func() { paddock(t, u.admin, "", "delete", "pod", "hog-again", "-t", rt.tenant, "--grace-period", "0") })
+	startHog(t, u, rt.tenant, "hog-again", api.RestartAlways)
 	var cs api.ContainerStatus
 	eventually(t, 90*time.Second, rt.tenant+"/hog-again restarted after an OOM kill", func() bool {
 		p := tenantPod(t, u, rt.tenant, "hog-again")
