@@ -119,34 +119,58 @@ func (h *cgroupHost) createPod(p string, r *runtimev1.Resources) error {
 	if r == nil {
 		return nil
 	}
-	type limit struct{ ctrl, v1, v2, value string }
-	var limits []limit
-	if r.MemoryBytes > 0 {
-		v := strconv.FormatInt(r.MemoryBytes, 10)
-		limits = append(limits, limit{"memory", "memory.limit_in_bytes", "memory.max", v})
-	}
-	if r.CpuMillis > 0 {
-		quota := strconv.FormatInt(r.CpuMillis*100, 10)
-		limits = append(limits, limit{"cpu", "cpu.cfs_period_us", "", "100000"}, limit{"cpu", "cpu.cfs_quota_us", "cpu.max", quota + " 100000"})
-	}
-	if r.Pids > 0 {
-		v := strconv.FormatInt(r.Pids, 10)
-		limits = append(limits, limit{"pids", "pids.max", "pids.max", v})
-	}
-	for _, l := range limits {
-		file := l.v1
-		value := l.value
-		if h.v2 {
-			if l.v2 == "" {
-				continue
+	for _, l := range []struct {
+		set   func(string, int64) error
+		value int64
+	}{{h.setMemoryLimit, r.MemoryBytes}, {h.setCPULimit, r.CpuMillis}, {h.setPidsLimit, r.Pids}} {
+		if l.value > 0 {
+			if err := l.set(p, l.value); err != nil {
+				return err
 			}
-			file = l.v2
-		} else if l.v1 == "cpu.cfs_quota_us" {
-			value, _, _ = strings.Cut(value, " ")
 		}
-		if err := os.WriteFile(filepath.Join(h.dir(l.ctrl, p), file), []byte(value), 0); err != nil {
-			return fmt.Errorf("pod cgroup %s: %w", file, err)
+	}
+	return nil
+}
+
+// setMemoryLimit sets cgroup p's memory limit; 0 lifts it.
+func (h *cgroupHost) setMemoryLimit(p string, bytes int64) error {
+	if h.v2 {
+		return writeLimit(h.dir("", p), "memory.max", bytes, "max")
+	}
+	return writeLimit(h.dir("memory", p), "memory.limit_in_bytes", bytes, "-1")
+}
+
+// setCPULimit sets cgroup p's CPU quota in thousandths of a CPU over a
+// 100 ms period; 0 lifts it.
+func (h *cgroupHost) setCPULimit(p string, millis int64) error {
+	if h.v2 {
+		v := "max 100000"
+		if millis > 0 {
+			v = strconv.FormatInt(millis*100, 10) + " 100000"
 		}
+		return writeLimit(h.dir("", p), "cpu.max", 0, v)
+	}
+	dir := h.dir("cpu", p)
+	if err := writeLimit(dir, "cpu.cfs_period_us", 100000, ""); err != nil {
+		return err
+	}
+	return writeLimit(dir, "cpu.cfs_quota_us", millis*100, "-1")
+}
+
+// setPidsLimit sets cgroup p's pids limit; 0 lifts it.
+func (h *cgroupHost) setPidsLimit(p string, n int64) error {
+	return writeLimit(h.dir("pids", p), "pids.max", n, "max")
+}
+
+// writeLimit writes value to the limit file dir/file, or none when
+// value is 0.
+func writeLimit(dir, file string, value int64, none string) error {
+	v := none
+	if value > 0 {
+		v = strconv.FormatInt(value, 10)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0); err != nil {
+		return fmt.Errorf("pod cgroup %s = %s: %w", file, v, err)
 	}
 	return nil
 }

@@ -34,8 +34,13 @@ const (
 	labelStartedAt = "dev.paddock/started-at"
 	// labelExit holds an exit the plugin decided (stopped before it
 	// started, start error) or saw (the task's), as protojson.
-	labelExit       = "dev.paddock/exit"
-	extensionConfig = "dev.paddock/config"
+	labelExit = "dev.paddock/exit"
+	// labelOOMKillsAtStart is the OOM kill count of the container's
+	// cgroup when its task was made: under gVisor the pod's, shared by
+	// the sandbox's containers, so that only a kill after the start is
+	// the container's.
+	labelOOMKillsAtStart = "dev.paddock/oom-kills-at-start"
+	extensionConfig      = "dev.paddock/config"
 )
 
 // container is the plugin's handle on a containerd container. Its truth
@@ -193,7 +198,7 @@ func (p *Plugin) makeContainer(ctx context.Context, d *daemon, pcfg *Config, sb 
 	if _, err := d.snapshots.Prepare(lctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: pcfg.Snapshotter, Key: c.id, Parent: chainID}); err != nil {
 		return fmt.Errorf("root filesystem of image %q: %w", cfg.Image, err)
 	}
-	_, err = d.containers.Create(lctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
+	if _, err := d.containers.Create(lctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
 		ID:          c.id,
 		Labels:      map[string]string{labelSandbox: sb.rec.ID, labelName: cfg.Name, labelImageDigest: img.Digest},
 		Image:       img.Ref,
@@ -202,8 +207,15 @@ func (p *Plugin) makeContainer(ctx context.Context, d *daemon, pcfg *Config, sb 
 		Snapshotter: pcfg.Snapshotter,
 		SnapshotKey: c.id,
 		Extensions:  map[string]*anypb.Any{extensionConfig: cfgAny},
-	}})
-	return err
+	}}); err != nil {
+		return err
+	}
+	if gVisor(sb.rec.Runtime) {
+		if err := p.setGVisorPodLimits(ctx, d, sb, c, cfg.Resources); err != nil {
+			return fmt.Errorf("pod cgroup: %w", err)
+		}
+	}
+	return nil
 }
 
 func cmpOr(v, def int64) int64 {
@@ -263,6 +275,17 @@ type ctrState struct {
 	task bool
 }
 
+// configOf is the ContainerConfig recorded in containerd container rec.
+func configOf(rec *containersapi.Container) (*runtimev1.ContainerConfig, error) {
+	cfg := &runtimev1.ContainerConfig{}
+	if a := rec.Extensions[extensionConfig]; a != nil {
+		if err := a.UnmarshalTo(cfg); err != nil {
+			return nil, fmt.Errorf("container %s: config: %w", rec.ID, err)
+		}
+	}
+	return cfg, nil
+}
+
 // startedAt is when StartContainer made the task; 0 before.
 func (st *ctrState) startedAt() int64 {
 	n, _ := strconv.ParseInt(st.rec.Labels[labelStartedAt], 10, 64)
@@ -280,11 +303,9 @@ func (p *Plugin) status(ctx context.Context, d *daemon, c *container) (*ctrState
 		}
 		return nil, err
 	}
-	st := &ctrState{rec: resp.Container, cfg: &runtimev1.ContainerConfig{}}
-	if a := st.rec.Extensions[extensionConfig]; a != nil {
-		if err := a.UnmarshalTo(st.cfg); err != nil {
-			return nil, fmt.Errorf("container %s: config: %w", c.id, err)
-		}
+	st := &ctrState{rec: resp.Container}
+	if st.cfg, err = configOf(st.rec); err != nil {
+		return nil, err
 	}
 	if s, ok := st.rec.Labels[labelExit]; ok {
 		st.exit = &runtimev1.ExitStatus{}
@@ -317,7 +338,22 @@ func (p *Plugin) status(ctx context.Context, d *daemon, c *container) (*ctrState
 	case task.Status_RUNNING, task.Status_PAUSED, task.Status_PAUSING:
 		st.state, st.pid = runtimev1.ContainerState_CONTAINER_RUNNING, t.Process.Pid
 	case task.Status_STOPPED:
-		st.state, st.exit = runtimev1.ContainerState_CONTAINER_EXITED, p.exitOf(c, t.Process.ExitStatus, t.Process.ExitedAt.AsTime())
+		code, at := t.Process.ExitStatus, t.Process.ExitedAt.AsTime()
+		if !at.After(time.Unix(0, 0)) {
+			// gVisor's shim reports a task stopped as soon as runsc
+			// says so, before it has its exit status (0 until then):
+			// the exit is the one its Wait returns.
+			wctx, cancel := context.WithTimeout(ctx, killTimeout)
+			w, err := d.tasks.Wait(c.ctx(wctx), &tasksapi.WaitRequest{ContainerID: c.id})
+			cancel()
+			if err != nil {
+				// Not known yet: still running as far as the caller can tell.
+				st.state, st.pid = runtimev1.ContainerState_CONTAINER_RUNNING, t.Process.Pid
+				return st, nil
+			}
+			code, at = w.ExitStatus, w.ExitedAt.AsTime()
+		}
+		st.state, st.exit = runtimev1.ContainerState_CONTAINER_EXITED, p.exitOf(c, st.rec, code, at)
 		p.recordExit(ctx, d, c, st.exit)
 	default:
 		st.state = runtimev1.ContainerState_CONTAINER_UNKNOWN
@@ -325,20 +361,38 @@ func (p *Plugin) status(ctx context.Context, d *daemon, c *container) (*ctrState
 	return st, nil
 }
 
-// exitOf describes how a task ended. The runc shim reports a death by
-// signal N as 128+N.
-func (p *Plugin) exitOf(c *container, code uint32, at time.Time) *runtimev1.ExitStatus {
-	ex := &runtimev1.ExitStatus{ExitCode: int32(code), FinishedAt: at.UnixNano(), Reason: "Completed"}
+// exitOf describes how the task of c (whose containerd container is rec)
+// ended. The shims report a death by signal N as 128+N. It was an OOM
+// kill when the OOM killer killed in c's cgroup after the task was made.
+// Under gVisor that cgroup is the pod's: the kernel kills the sandbox,
+// and with it every process of the pod, and gVisor's shim, whose wait
+// for the container fails then, reports gvisorWaitFailed; the container
+// was killed (SIGKILL) with its sandbox.
+func (p *Plugin) exitOf(c *container, rec *containersapi.Container, code uint32, at time.Time) *runtimev1.ExitStatus {
+	oom := p.cgroups.oomKills(p.cgroupOf(c)) > oomKillsAtStart(rec)
+	ex := &runtimev1.ExitStatus{FinishedAt: at.UnixNano(), Reason: "Completed"}
+	if oom && code == gvisorWaitFailed && gVisor(rec.Runtime.GetName()) {
+		code = 128 + uint32(unix.SIGKILL)
+		ex.Message = "the kernel's OOM killer killed the pod's gVisor sandbox"
+	}
+	ex.ExitCode = int32(code)
 	if code > 128 && code <= 128+64 {
 		ex.Signal = int32(code - 128)
 	}
 	switch {
-	case p.cgroups.oomKills(p.cgroupOf(c)) > 0:
+	case oom:
 		ex.OomKilled, ex.Reason = true, "OOMKilled"
 	case code != 0:
 		ex.Reason = "Error"
 	}
 	return ex
+}
+
+// oomKillsAtStart is the OOM kill count of a container's cgroup when its
+// task was made (0 when not recorded: a cgroup of its own).
+func oomKillsAtStart(rec *containersapi.Container) uint64 {
+	n, _ := strconv.ParseUint(rec.Labels[labelOOMKillsAtStart], 10, 64)
+	return n
 }
 
 // recordExit stores ex in the container's labels; from then on it is the
@@ -422,6 +476,11 @@ func (p *Plugin) StartContainer(ctx context.Context, r *runtimev1.StartContainer
 	defer cancel()
 	if err := p.setLabel(ctx, d, c, labelStartedAt, strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", c.id, err)
+	}
+	if gVisor(st.rec.Runtime.GetName()) {
+		if err := p.setLabel(ctx, d, c, labelOOMKillsAtStart, strconv.FormatUint(p.cgroups.oomKills(p.cgroupOf(c)), 10)); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", c.id, err)
+		}
 	}
 	if err := p.startTask(ctx, d, c, st.rec); err != nil {
 		ex := &runtimev1.ExitStatus{ExitCode: 128, FinishedAt: time.Now().UnixNano(), Reason: "StartError", Message: err.Error()}
@@ -719,8 +778,10 @@ func (p *Plugin) SignalContainer(ctx context.Context, r *runtimev1.SignalContain
 	return &runtimev1.SignalContainerResponse{}, nil
 }
 
-// UpdateResources changes a running container's limits through its task
-// and records them in its config.
+// UpdateResources changes a running container's limits and records them
+// in its config: through its task (the runc shim updates its cgroup) or,
+// under gVisor, where the pod cgroup holds the whole sandbox, in the pod
+// cgroup (setGVisorPodLimits).
 func (p *Plugin) UpdateResources(ctx context.Context, r *runtimev1.UpdateResourcesRequest) (*runtimev1.UpdateResourcesResponse, error) {
 	if r.Resources == nil {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "resources", "resources are required")
@@ -732,20 +793,25 @@ func (p *Plugin) UpdateResources(ctx context.Context, r *runtimev1.UpdateResourc
 	if err != nil {
 		return nil, err
 	}
+	sb, err := p.lookupSandbox(c.sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	// The sandbox's lock orders updates of the pod cgroup under gVisor.
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, err := p.running(ctx, d, c, "update resources")
 	if err != nil {
 		return nil, err
 	}
-	res := p.cgroups.resources(r.Resources)
-	res.Devices = nil
-	a, err := jsonAny(resourcesTypeURL, res)
-	if err != nil {
+	if gVisor(st.rec.Runtime.GetName()) {
+		if err := p.setGVisorPodLimits(ctx, d, sb, c, r.Resources); err != nil {
+			return nil, fmt.Errorf("update resources of container %s: %w", c.id, err)
+		}
+	} else if err := p.updateTask(ctx, d, c, r.Resources); err != nil {
 		return nil, err
-	}
-	if _, err := d.tasks.Update(c.ctx(ctx), &tasksapi.UpdateTaskRequest{ContainerID: c.id, Resources: a}); err != nil {
-		return nil, fmt.Errorf("update resources of container %s: %w", c.id, err)
 	}
 	st.cfg.Resources = proto.Clone(r.Resources).(*runtimev1.Resources)
 	cfgAny, err := anypb.New(st.cfg)
@@ -761,7 +827,22 @@ func (p *Plugin) UpdateResources(ctx context.Context, r *runtimev1.UpdateResourc
 	return &runtimev1.UpdateResourcesResponse{}, nil
 }
 
-// Stats reads a running container's usage from its cgroup.
+// updateTask changes the limits of c's cgroup through its task.
+func (p *Plugin) updateTask(ctx context.Context, d *daemon, c *container, r *runtimev1.Resources) error {
+	res := p.cgroups.resources(r)
+	res.Devices = nil
+	a, err := jsonAny(resourcesTypeURL, res)
+	if err != nil {
+		return err
+	}
+	if _, err := d.tasks.Update(c.ctx(ctx), &tasksapi.UpdateTaskRequest{ContainerID: c.id, Resources: a}); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Stats reads a running container's usage from its cgroup: under gVisor
+// the pod's, the whole sandbox's, whose limits are the ones in force.
 func (p *Plugin) Stats(ctx context.Context, r *runtimev1.StatsRequest) (*runtimev1.ContainerStats, error) {
 	c, d, err := p.lookupContainer(r.Id)
 	if err != nil {

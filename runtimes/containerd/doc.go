@@ -48,8 +48,11 @@
 // started at most once); an exit the plugin decides (stopped before it
 // started, a start error) or reads from a stopped task is recorded in the
 // label dev.paddock/exit, with the OOM kill read from the container's
-// memory cgroup. Stop, signal, exec, update and stats go through the task
-// service and the container's cgroup. Removing a container deletes its
+// memory cgroup (under gVisor the pod's, counted from the container's
+// start). Stop, signal, exec, update and stats go through the task
+// service and the container's cgroup; under gVisor, updates and stats go
+// to the pod cgroup, which carries the sum of the containers' limits
+// when the pod sets none. Removing a container deletes its
 // task, container, snapshot and directory.
 //
 // Output goes to a logger process the shim starts (logs.go) that writes

@@ -13,7 +13,9 @@ import (
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -62,6 +64,11 @@ const (
 	runtimeOptionsTypeURL = "runtimeoptions.v1.Options"
 	runscOptionsType      = "io.containerd.runsc.v1.options"
 )
+
+// gvisorWaitFailed is the exit status gVisor's shim reports for a
+// container when runsc cannot wait for it, as when its sandbox died
+// (internalErrorCode in gvisor.dev/gvisor/pkg/shim/v1/proc).
+const gvisorWaitFailed = 128
 
 // gVisor reports whether containers of runtime type rt run under gVisor.
 func gVisor(rt string) bool {
@@ -228,6 +235,38 @@ func (p *Plugin) stopPause(ctx context.Context, d *daemon, sb *sandbox, remove b
 	return nil
 }
 
+// checkGVisorAlive marks a ready gVisor sandbox not ready when its pause
+// task has stopped or is gone: the sandbox died (the host's OOM killer
+// ends a gVisor pod whole), and the agent must not start containers in
+// it. A daemon that does not answer changes nothing.
+func (p *Plugin) checkGVisorAlive(ctx context.Context, sb *sandbox) {
+	p.mu.Lock()
+	check := sb.rec.Ready && gVisor(sb.rec.Runtime)
+	d, ns, id := p.d, sb.rec.Namespace, sb.rec.ID
+	p.mu.Unlock()
+	if !check || d == nil {
+		return
+	}
+	t, err := d.tasks.Get(inNamespace(ctx, ns), &tasksapi.GetRequest{ContainerID: id})
+	if err == nil && t.Process.Status != task.Status_STOPPED {
+		return
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		return
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sb.rec.Ready && !sb.removed {
+		sb.rec.Ready = false
+		if err := sb.rec.write(sb.dir); err != nil {
+			p.log.Warn("record a dead gVisor sandbox", "sandbox", id, "error", err)
+		}
+		p.log.Warn("the gVisor sandbox died", "sandbox", id)
+	}
+}
+
 // releaseNullNetns unmounts the empty network namespace runsc pins in its
 // root directory of namespace ns for the gofers ("null-netns") once no
 // gVisor sandbox but removing is left there, so that nothing stays
@@ -244,4 +283,63 @@ func (p *Plugin) releaseNullNetns(ns, removing string) {
 	// Concurrent runsc commands may have stacked several mounts.
 	for unix.Unmount(path, unix.MNT_DETACH) == nil {
 	}
+}
+
+// setGVisorPodLimits makes the pod cgroup of sandbox sb, which holds the
+// whole gVisor sandbox, carry its containers' limits where the pod sets
+// none of its own: the sum of its containers' memory and CPU limits, or
+// none when one of them has none. A container's own limits cannot be
+// enforced apart from its pod's: its processes are the sandbox's. Pids
+// are left alone: the pod cgroup counts the sentry's host threads, not
+// the sandbox's processes. with, when not nil, is a container's limits
+// to count instead of those it has recorded (a container being made or
+// updated).
+func (p *Plugin) setGVisorPodLimits(ctx context.Context, d *daemon, sb *sandbox, c *container, with *runtimev1.Resources) error {
+	pod := sb.rec.cfg.GetResources()
+	if pod.GetMemoryBytes() > 0 && pod.GetCpuMillis() > 0 {
+		return nil
+	}
+	limits := []*runtimev1.Resources{with}
+	for _, o := range p.containersOf(sb.rec.ID) {
+		if o == c {
+			continue
+		}
+		resp, err := d.containers.Get(o.ctx(ctx), &containersapi.GetContainerRequest{ID: o.id})
+		if errdefs.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		cfg, err := configOf(resp.Container)
+		if err != nil {
+			return err
+		}
+		limits = append(limits, cfg.Resources)
+	}
+	var mem, cpu int64
+	for i, r := range limits {
+		if i == 0 {
+			mem, cpu = r.GetMemoryBytes(), r.GetCpuMillis()
+			continue
+		}
+		mem, cpu = addLimit(mem, r.GetMemoryBytes()), addLimit(cpu, r.GetCpuMillis())
+	}
+	cg := podCgroupPath(sb.rec.ID)
+	if pod.GetMemoryBytes() == 0 {
+		if err := p.cgroups.setMemoryLimit(cg, mem); err != nil {
+			return err
+		}
+	}
+	if pod.GetCpuMillis() == 0 {
+		return p.cgroups.setCPULimit(cg, cpu)
+	}
+	return nil
+}
+
+// addLimit adds two limits, 0 meaning none (so that the sum is none).
+func addLimit(a, b int64) int64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return a + b
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -212,4 +213,138 @@ func mountsUnder(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// podCgroupFile reads a file of sandbox id's pod cgroup: the v1
+// controller's or, on a v2 host, the unified one's.
+func podCgroupFile(t *testing.T, id, v1ctrl, v1file, v2file string) string {
+	t.Helper()
+	path := filepath.Join("/sys/fs/cgroup", v1ctrl, "paddock-containerd", id, v1file)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		path = filepath.Join("/sys/fs/cgroup/paddock-containerd", id, v2file)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// podMemoryLimit is the memory limit of sandbox id's pod cgroup; 0 for
+// none.
+func podMemoryLimit(t *testing.T, id string) int64 {
+	t.Helper()
+	s := podCgroupFile(t, id, "memory", "memory.limit_in_bytes", "memory.max")
+	n, err := strconv.ParseInt(s, 10, 64)
+	if s == "max" || n >= 1<<62 {
+		return 0
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestGVisorLimits: under gVisor a pod without limits of its own gets
+// the sum of its containers' memory and CPU limits in its pod cgroup (the
+// cgroup that holds the sandbox), also after UpdateResources changes one,
+// and none once a container without a limit joins; Stats reports the
+// limit in force. A memory hog goes over its pod's limit and is reported
+// OOM-killed with exit 137 (signal 9).
+func TestGVisorLimits(t *testing.T) {
+	e := gvisorEnv(t)
+	sb := e.sandboxOn("runsc", "acme", "limits", "")
+	create := func(name string, r *runtimev1.Resources, cmd ...string) *runtimev1.Container {
+		resp, err := e.client.CreateContainer(t.Context(), &runtimev1.CreateContainerRequest{SandboxId: sb.Id,
+			Config: &runtimev1.ContainerConfig{Name: name, Image: testImage, Command: cmd, Resources: r}})
+		if err != nil {
+			t.Fatalf("CreateContainer(%s): %v", name, err)
+		}
+		if _, err := e.client.StartContainer(t.Context(), &runtimev1.StartContainerRequest{Id: resp.Container.Id}); err != nil {
+			t.Fatalf("StartContainer(%s): %v", name, err)
+		}
+		e.waitRunning(resp.Container.Id)
+		return resp.Container
+	}
+	a := create("a", &runtimev1.Resources{MemoryBytes: 64 << 20, CpuMillis: 500}, "sleep", "600")
+	if got := podMemoryLimit(t, sb.Id); got != 64<<20 {
+		t.Errorf("pod memory limit with one container of 64Mi = %d, want %d", got, 64<<20)
+	}
+	if got := podCgroupFile(t, sb.Id, "cpu", "cpu.cfs_quota_us", "cpu.max"); got != "50000" && got != "50000 100000" {
+		t.Errorf("pod CPU quota with one container of 500m = %q, want 50000 per 100000", got)
+	}
+	create("b", &runtimev1.Resources{MemoryBytes: 32 << 20, CpuMillis: 250}, "sleep", "600")
+	if got := podMemoryLimit(t, sb.Id); got != 96<<20 {
+		t.Errorf("pod memory limit with containers of 64Mi and 32Mi = %d, want %d", got, 96<<20)
+	}
+	if _, err := e.client.UpdateResources(t.Context(), &runtimev1.UpdateResourcesRequest{Id: a.Id,
+		Resources: &runtimev1.Resources{MemoryBytes: 128 << 20, CpuMillis: 500}}); err != nil {
+		t.Fatalf("UpdateResources: %v", err)
+	}
+	if got := podMemoryLimit(t, sb.Id); got != 160<<20 {
+		t.Errorf("pod memory limit after a 64Mi container went to 128Mi = %d, want %d", got, 160<<20)
+	}
+	st, err := e.client.Stats(t.Context(), &runtimev1.StatsRequest{Id: a.Id})
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if st.MemoryLimitBytes != 160<<20 {
+		t.Errorf("Stats().MemoryLimitBytes = %d, want the pod's %d", st.MemoryLimitBytes, 160<<20)
+	}
+	if got := e.inspect(a.Id).Config.GetResources().GetMemoryBytes(); got != 128<<20 {
+		t.Errorf("inspected memory limit after the update = %d, want %d", got, 128<<20)
+	}
+	create("c", nil, "sleep", "600")
+	if got := podMemoryLimit(t, sb.Id); got != 0 {
+		t.Errorf("pod memory limit with a container without a limit = %d, want none", got)
+	}
+
+	oomSB := e.sandboxOn("runsc", "acme", "oom", "")
+	resp, err := e.client.CreateContainer(t.Context(), &runtimev1.CreateContainerRequest{SandboxId: oomSB.Id,
+		Config: &runtimev1.ContainerConfig{Name: "hog", Image: testImage, Command: []string{"sh", "-c", "x=a; while true; do x=$x$x; done"},
+			Resources: &runtimev1.Resources{MemoryBytes: 32 << 20}}})
+	if err != nil {
+		t.Fatalf("CreateContainer(hog): %v", err)
+	}
+	if _, err := e.client.StartContainer(t.Context(), &runtimev1.StartContainerRequest{Id: resp.Container.Id}); err != nil {
+		t.Fatalf("StartContainer(hog): %v", err)
+	}
+	if ex := e.wait(resp.Container.Id); !ex.OomKilled || ex.ExitCode != 137 || ex.Signal != 9 || ex.Reason != "OOMKilled" {
+		t.Errorf("memory hog under 32Mi ended with exit %d signal %d oom_killed %v reason %q, want 137, 9, true, OOMKilled",
+			ex.ExitCode, ex.Signal, ex.OomKilled, ex.Reason)
+	}
+	// The OOM kill ended the hog's whole sandbox, which says so; the other
+	// pod ran on.
+	if s, err := e.client.InspectSandbox(t.Context(), &runtimev1.InspectSandboxRequest{Id: oomSB.Id}); err != nil || s.State != runtimev1.SandboxState_SANDBOX_NOTREADY {
+		t.Errorf("InspectSandbox of the OOM-killed pod = %v, %v; want not ready", s.GetState(), err)
+	}
+	if s, err := e.client.InspectSandbox(t.Context(), &runtimev1.InspectSandboxRequest{Id: sb.Id}); err != nil || s.State != runtimev1.SandboxState_SANDBOX_READY {
+		t.Errorf("InspectSandbox of the other pod = %v, %v; want ready", s.GetState(), err)
+	}
+	if c := e.inspect(a.Id); c.State != runtimev1.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("a container of another pod is %v after the OOM kill, want running", c.State)
+	}
+}
+
+// TestGVisorKillExit kills containers of a gVisor pod with SIGKILL and
+// reads their state as soon as it says exited: each reports exit 137,
+// signal 9, never the 0 that gVisor's shim reports for a stopped task
+// whose exit it has not collected yet.
+func TestGVisorKillExit(t *testing.T) {
+	e := gvisorEnv(t)
+	sb := e.sandboxOn("runsc", "acme", "kill", "")
+	for i := range 5 {
+		c := e.run(sb, fmt.Sprintf("sleep-%d", i), "sleep", "600")
+		e.waitRunning(c.Id)
+		if _, err := e.client.SignalContainer(t.Context(), &runtimev1.SignalContainerRequest{Id: c.Id, Signal: "KILL"}); err != nil {
+			t.Fatalf("SignalContainer(KILL): %v", err)
+		}
+		var got *runtimev1.Container
+		poll(t, "the killed container to exit", func() bool {
+			got = e.inspect(c.Id)
+			return got.State == runtimev1.ContainerState_CONTAINER_EXITED
+		})
+		if ex := got.Exit; ex.GetExitCode() != 137 || ex.GetSignal() != 9 || ex.GetOomKilled() {
+			t.Errorf("container %d killed with SIGKILL: exit %d signal %d oom_killed %v, want 137, 9, false", i, ex.GetExitCode(), ex.GetSignal(), ex.GetOomKilled())
+		}
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -356,6 +358,7 @@ func (p *Plugin) InspectSandbox(ctx context.Context, r *runtimev1.InspectSandbox
 	if err != nil {
 		return nil, err
 	}
+	p.checkGVisorAlive(ctx, sb)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return sb.proto(), nil
@@ -365,6 +368,12 @@ func (p *Plugin) InspectSandbox(ctx context.Context, r *runtimev1.InspectSandbox
 func (p *Plugin) ListSandboxes(ctx context.Context, r *runtimev1.ListSandboxesRequest) (*runtimev1.ListSandboxesResponse, error) {
 	if _, _, err := p.configured(); err != nil {
 		return nil, err
+	}
+	p.mu.Lock()
+	sbs := slices.Collect(maps.Values(p.sandboxes))
+	p.mu.Unlock()
+	for _, sb := range sbs {
+		p.checkGVisorAlive(ctx, sb)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
