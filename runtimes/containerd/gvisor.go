@@ -1,14 +1,10 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
@@ -17,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/gvisorpod"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -25,7 +22,7 @@ import (
 // A sandbox whose handler maps to io.containerd.runsc.v1 is one gVisor
 // sandbox. CreateSandbox starts its root container, the pause container:
 // a containerd container whose ID is the sandbox's, running a tiny pause
-// process (pauseELF) in the pod's network namespace (gVisor's network
+// process (runtimes/internal/gvisorpod) in the pod's network namespace (gVisor's network
 // stack takes over the interfaces there) and the pod cgroup (which then
 // holds the whole sandbox and carries the pod's limits). Every container
 // of the pod joins that sandbox as a sub-container through the CRI
@@ -37,15 +34,6 @@ import (
 // The shim learns where runsc is, its root directory and its flags from
 // the runtime options of the containerd container: a TOML file the plugin
 // writes (STATE/containerd-shim-runsc.toml).
-
-// The annotations gVisor reads to place a container in a sandbox
-// (runsc/specutils/cri.go).
-const (
-	annotationContainerType = "io.kubernetes.cri.container-type"
-	annotationSandboxID     = "io.kubernetes.cri.sandbox-id"
-	containerTypeSandbox    = "sandbox"
-	containerTypeContainer  = "container"
-)
 
 const (
 	// labelPause marks a sandbox's pause container (its value is the
@@ -101,8 +89,7 @@ func runtimeOptions(stateDir, rt string) *anypb.Any {
 // It gets no cgroup of its own: its processes are the sandbox's, all in
 // the pod cgroup.
 func gvisorSpec(s *specs.Spec, sandboxID string) {
-	s.Annotations[annotationContainerType] = containerTypeContainer
-	s.Annotations[annotationSandboxID] = sandboxID
+	gvisorpod.JoinSandbox(s, sandboxID)
 	s.Linux.CgroupsPath = ""
 }
 
@@ -118,78 +105,15 @@ func (p *Plugin) cgroupOf(c *container) string {
 	return containerCgroup(c.sandboxID, c.id)
 }
 
-// pauseELF returns a minimal static x86-64 Linux executable that calls
-// pause(2) forever: the root container of a gVisor sandbox, which needs
-// no image. It is a 64-byte ELF header, one 56-byte PT_LOAD program
-// header and 9 bytes of code (mov eax, 34; syscall; jmp back).
-func pauseELF() ([]byte, error) {
-	if runtime.GOARCH != "amd64" {
-		return nil, fmt.Errorf("the gVisor sandbox's pause process is built for amd64 only, not %s", runtime.GOARCH)
-	}
-	const base, hdr = 0x400000, 64 + 56
-	code := []byte{0xb8, 0x22, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7}
-	size := uint64(hdr + len(code))
-	var b bytes.Buffer
-	b.Write([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	for _, v := range []any{
-		uint16(2), uint16(0x3e), uint32(1), uint64(base + hdr), uint64(64), uint64(0), // type, machine, version, entry, phoff, shoff
-		uint32(0), uint16(64), uint16(56), uint16(1), uint16(0), uint16(0), uint16(0), // flags, ehsize, phentsize, phnum, shentsize, shnum, shstrndx
-		uint32(1), uint32(5), uint64(0), uint64(base), uint64(base), size, size, uint64(0x1000), // PT_LOAD, R+X, offset, vaddr, paddr, filesz, memsz, align
-	} {
-		binary.Write(&b, binary.LittleEndian, v)
-	}
-	b.Write(code)
-	return b.Bytes(), nil
-}
-
-// pauseSpec is the OCI spec of sandbox sb's pause container, whose root
-// file system is rootfs.
-func pauseSpec(sb *sandboxRecord, rootfs string) *specs.Spec {
-	return &specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{
-			Args:            []string{"/pause"},
-			Cwd:             "/",
-			Env:             []string{"PATH=/"},
-			NoNewPrivileges: true,
-			Capabilities:    &specs.LinuxCapabilities{},
-		},
-		Root:     &specs.Root{Path: rootfs, Readonly: true},
-		Hostname: hostnameOf(sb.config()),
-		Annotations: map[string]string{
-			annotationContainerType:  containerTypeSandbox,
-			annotationSandboxID:      sb.ID,
-			"dev.paddock.sandbox-id": sb.ID,
-		},
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		},
-		Linux: &specs.Linux{
-			CgroupsPath: podCgroupPath(sb.ID),
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
-				{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace, Path: sb.NetnsPath},
-			},
-		},
-	}
-}
-
 // startPause starts the gVisor sandbox of sb: its pause container.
 func (p *Plugin) startPause(ctx context.Context, d *daemon, sb *sandbox) error {
 	rootfs := filepath.Join(sb.dir, pauseDir)
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return fmt.Errorf("pause root: %w", err)
-	}
-	elf, err := pauseELF()
-	if err != nil {
+	if err := gvisorpod.WriteRoot(rootfs); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(rootfs, "pause"), elf, 0o755); err != nil {
-		return fmt.Errorf("pause root: %w", err)
-	}
-	specAny, err := jsonAny(specTypeURL, pauseSpec(sb.rec, rootfs))
+	pause := gvisorpod.Pause{SandboxID: sb.rec.ID, Hostname: hostnameOf(sb.rec.config()), NetnsPath: sb.rec.NetnsPath,
+		CgroupsPath: podCgroupPath(sb.rec.ID), Root: rootfs}
+	specAny, err := jsonAny(specTypeURL, pause.Spec())
 	if err != nil {
 		return err
 	}
