@@ -3,38 +3,28 @@ package ociruntime
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/gvisorpod"
 	"github.com/paddock-dev/paddock/runtimes/internal/ociruntime/shim"
 	"golang.org/x/sys/unix"
 )
 
 // A runsc sandbox is one gVisor sandbox: CreateSandbox starts its root
-// container, a pause process (pauseELF) in the pod's network namespace
+// container, a pause process (runtimes/internal/gvisorpod) in the pod's network namespace
 // and pod cgroup, and every container of the pod joins that sandbox as a
 // sub-container (the CRI annotations below), sharing its kernel and its
 // network stack. The sandbox's processes (the sentry and the gofers) are
 // separate host processes that outlive the plugin.
-
-// The annotations gVisor reads to place a container in a sandbox
-// (runsc/specutils/cri.go).
-const (
-	annotationContainerType = "io.kubernetes.cri.container-type"
-	annotationSandboxID     = "io.kubernetes.cri.sandbox-id"
-	containerTypeSandbox    = "sandbox"
-	containerTypeContainer  = "container"
-)
 
 // The host tasks of a gVisor sandbox, for its pod cgroup's pids limit
 // (hostPidsLimit): room for what a sandbox with several containers uses
@@ -129,8 +119,7 @@ func (p *Plugin) killSandboxProcess(containerID, file string) {
 // cgroup (a cgroup runsc made would hold only the container's gofer and
 // keep the pod cgroup from being removed).
 func gvisorSpec(s *specs.Spec, sb *sandboxRecord) {
-	s.Annotations[annotationContainerType] = containerTypeContainer
-	s.Annotations[annotationSandboxID] = s.Annotations["dev.paddock.sandbox-id"]
+	gvisorpod.JoinSandbox(s, sb.ID)
 	s.Linux.CgroupsPath = ""
 	s.Process.Rlimits = sandboxRlimits(sb.Config.Msg.GetResources())
 }
@@ -171,83 +160,21 @@ func hostPidsLimit(pids int64) int64 {
 	return sandboxHostTasks + hostTasksPerProcess*pids
 }
 
-// pauseELF returns a minimal static x86-64 Linux executable that calls
-// pause(2) forever: the root container of a gVisor sandbox, which needs
-// no image. It is a 64-byte ELF header, one 56-byte PT_LOAD program
-// header and 9 bytes of code (mov eax, 34; syscall; jmp back).
-func pauseELF() ([]byte, error) {
-	if runtime.GOARCH != "amd64" {
-		return nil, fmt.Errorf("the gVisor sandbox's pause process is built for amd64 only, not %s", runtime.GOARCH)
-	}
-	const base, hdr = 0x400000, 64 + 56
-	code := []byte{0xb8, 0x22, 0, 0, 0, 0x0f, 0x05, 0xeb, 0xf7}
-	size := uint64(hdr + len(code))
-	var b bytes.Buffer
-	le := binary.LittleEndian
-	b.Write([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	for _, v := range []any{
-		uint16(2), uint16(0x3e), uint32(1), uint64(base + hdr), uint64(64), uint64(0), // type, machine, version, entry, phoff, shoff
-		uint32(0), uint16(64), uint16(56), uint16(1), uint16(0), uint16(0), uint16(0), // flags, ehsize, phentsize, phnum, shentsize, shnum, shstrndx
-		uint32(1), uint32(5), uint64(0), uint64(base), uint64(base), size, size, uint64(0x1000), // PT_LOAD, R+X, offset, vaddr, paddr, filesz, memsz, align
-	} {
-		binary.Write(&b, le, v)
-	}
-	b.Write(code)
-	return b.Bytes(), nil
-}
-
 // startGVisorSandbox starts the sandbox's root container: the pause
 // process, in the pod's network namespace (gVisor's network stack takes
 // over its interfaces) and in the pod cgroup, which holds the whole
 // sandbox and so carries the pod's limits.
 func (p *Plugin) startGVisorSandbox(ctx context.Context, sb *sandbox) error {
 	dir := filepath.Join(sb.dir, pauseDir)
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(rootfs, 0o755); err != nil {
-		return fmt.Errorf("pause bundle: %w", err)
-	}
-	elf, err := pauseELF()
-	if err != nil {
+	if err := gvisorpod.WriteRoot(filepath.Join(dir, "rootfs")); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(rootfs, "pause"), elf, 0o755); err != nil {
-		return fmt.Errorf("pause bundle: %w", err)
-	}
 	cfg := sb.rec.Config.Msg
-	spec := &specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{
-			Args:            []string{"/pause"},
-			Cwd:             "/",
-			Env:             []string{defaultPath},
-			NoNewPrivileges: true,
-			Capabilities:    &specs.LinuxCapabilities{},
-			// Execs run with the root container's limits.
-			Rlimits: sandboxRlimits(cfg.GetResources()),
-		},
-		Root:     &specs.Root{Path: "rootfs", Readonly: true},
-		Hostname: sandboxHostname(cfg),
-		Annotations: map[string]string{
-			annotationContainerType:  containerTypeSandbox,
-			annotationSandboxID:      sb.rec.ID,
-			"dev.paddock.sandbox-id": sb.rec.ID,
-		},
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		},
-		Linux: &specs.Linux{
-			CgroupsPath: podCgroup(sb.rec.ID),
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace},
-				{Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace},
-				{Type: specs.MountNamespace},
-				{Type: specs.NetworkNamespace, Path: sb.rec.NetnsPath},
-			},
-		},
-	}
+	spec := gvisorpod.Pause{
+		SandboxID: sb.rec.ID, Hostname: sandboxHostname(cfg), NetnsPath: sb.rec.NetnsPath,
+		CgroupsPath: podCgroup(sb.rec.ID), Root: "rootfs",
+		Rlimits: sandboxRlimits(cfg.GetResources()), // execs run with the root container's limits
+	}.Spec()
 	if err := shim.WriteJSON(filepath.Join(dir, "config.json"), spec, shim.Buffered); err != nil {
 		return fmt.Errorf("pause bundle: %w", err)
 	}
