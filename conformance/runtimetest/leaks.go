@@ -110,6 +110,22 @@ func firstOldAncestor(before, after *state, pid int) int {
 	return 0
 }
 
+// fromInitService reports whether pid, or one of its new ancestors, is a
+// process init started itself (session 0), which nothing the plugin
+// starts can be: a service's work, such as a remote shell's command.
+func (s *state) fromInitService(before *state, pid int) bool {
+	for i := 0; i < 64 && pid > 1; i++ {
+		if _, old := before.procs[pid]; old {
+			return false
+		}
+		if s.sessions[pid] == 0 {
+			return true
+		}
+		pid = s.parents[pid]
+	}
+	return false
+}
+
 // descendsFrom reports whether pid is ancestor or one of its descendants.
 func (s *state) descendsFrom(pid, ancestor int) bool {
 	for i := 0; i < 64 && pid > 1; i++ {
@@ -136,7 +152,7 @@ func leaks(before, after *state, pluginPID int) []string {
 		if _, old := before.procs[pid]; old || pid == self || pid == pluginPID {
 			continue
 		}
-		if !after.descendsFrom(pid, pluginPID) && (firstOldAncestor(before, after, pid) > 1 || after.sessions[pid] == 0) {
+		if !after.descendsFrom(pid, pluginPID) && (firstOldAncestor(before, after, pid) > 1 || after.fromInitService(before, pid)) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("process %d: %s", pid, cmd))
