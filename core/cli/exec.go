@@ -100,7 +100,11 @@ func execArgs(args []string, dash int) (pod string, command []string, err error)
 		return "", nil, fmt.Errorf("want a command after --: %s", execUsage)
 	case dash < 0:
 		return "", nil, fmt.Errorf("put -- between the pod and the command: paddock exec %s -- %s", args[0], strings.Join(args[1:], " "))
-	case dash > 1:
+	case dash == 2:
+		// `paddock exec -t acme web -- sh`: -t is --tty here, as in
+		// kubectl exec -it, so acme came through as a pod.
+		return "", nil, fmt.Errorf("want one pod before --, got %q: if %q is a tenant, name it with --tenant %s (in exec, -t is --tty, as in kubectl exec -it): %s", args[:dash], args[0], args[0], execUsage)
+	case dash > 2:
 		return "", nil, fmt.Errorf("want one pod before --, got %q: %s", args[:dash], execUsage)
 	case len(args) == 1 || args[1] == "":
 		return "", nil, fmt.Errorf("want a command after --: %s", execUsage)

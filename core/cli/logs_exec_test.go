@@ -26,7 +26,8 @@ func TestExecArgs(t *testing.T) {
 		{name: "no command", args: []string{"web"}, dash: -1, wantErr: "want a command after --"},
 		{name: "empty after dash", args: []string{"web"}, dash: 1, wantErr: "want a command after --"},
 		{name: "no dash", args: []string{"web", "ls", "/"}, dash: -1, wantErr: "put -- between the pod and the command: paddock exec web -- ls /"},
-		{name: "two pods", args: []string{"web", "db", "ls"}, dash: 2, wantErr: `want one pod before --, got ["web" "db"]`},
+		{name: "two pods", args: []string{"web", "db", "ls"}, dash: 2, wantErr: `want one pod before --, got ["web" "db"]: if "web" is a tenant, name it with --tenant web (in exec, -t is --tty`},
+		{name: "three pods", args: []string{"a", "b", "c", "ls"}, dash: 3, wantErr: `want one pod before --, got ["a" "b" "c"]: paddock exec POD`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
