@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -79,7 +80,7 @@ func checkContainerConfig(cfg *runtimev1.ContainerConfig) error {
 	if _, err := signalNumber("config.stop_signal", cfg.StopSignal, unix.SIGTERM); err != nil {
 		return err
 	}
-	return checkResources("config.resources", cfg.Resources)
+	return sandboxconf.CheckResources("config.resources", cfg.Resources)
 }
 
 // signalNumber reads a signal name (SIGUSR1, USR1, usr1, SIGRTMIN+3) or
@@ -786,7 +787,7 @@ func (p *Plugin) UpdateResources(ctx context.Context, r *runtimev1.UpdateResourc
 	if r.Resources == nil {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "resources", "resources are required")
 	}
-	if err := checkResources("resources", r.Resources); err != nil {
+	if err := sandboxconf.CheckResources("resources", r.Resources); err != nil {
 		return nil, err
 	}
 	c, d, err := p.lookupContainer(r.Id)

@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"github.com/paddock-dev/paddock/runtimes/internal/gvisorpod"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -111,7 +112,7 @@ func (p *Plugin) startPause(ctx context.Context, d *daemon, sb *sandbox) error {
 	if err := gvisorpod.WriteRoot(rootfs); err != nil {
 		return err
 	}
-	pause := gvisorpod.Pause{SandboxID: sb.rec.ID, Hostname: hostnameOf(sb.rec.config()), NetnsPath: sb.rec.NetnsPath,
+	pause := gvisorpod.Pause{SandboxID: sb.rec.ID, Hostname: sandboxconf.Hostname(sb.rec.config()), NetnsPath: sb.rec.NetnsPath,
 		CgroupsPath: podCgroupPath(sb.rec.ID), Root: rootfs}
 	specAny, err := jsonAny(specTypeURL, pause.Spec())
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/paddock-dev/paddock/core/errdefs"
 	"github.com/paddock-dev/paddock/internal/netns"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -85,56 +86,7 @@ func checkSandboxConfig(c *runtimev1.SandboxConfig) error {
 			}
 		}
 	}
-	return checkResources("config.resources", c.Resources)
-}
-
-// checkResources rejects negative limits and a memory limit too small to
-// start a process in.
-func checkResources(field string, r *runtimev1.Resources) error {
-	if r == nil {
-		return nil
-	}
-	for name, v := range map[string]int64{"cpu_millis": r.CpuMillis, "cpu_shares_millis": r.CpuSharesMillis, "memory_bytes": r.MemoryBytes, "pids": r.Pids} {
-		if v < 0 {
-			return errdefs.Field(errdefs.ErrInvalidArgument, field+"."+name, fmt.Sprintf("%d is negative; use 0 for no limit", v))
-		}
-	}
-	if r.MemoryBytes > 0 && r.MemoryBytes < 4<<20 {
-		return errdefs.Field(errdefs.ErrInvalidArgument, field+".memory_bytes", fmt.Sprintf("%d is below the minimum of 4 MiB", r.MemoryBytes))
-	}
-	return nil
-}
-
-// hostnameOf is the hostname containers of c see.
-func hostnameOf(c *runtimev1.SandboxConfig) string {
-	if c.Hostname != "" {
-		return c.Hostname
-	}
-	return c.Name[:min(len(c.Name), 63)]
-}
-
-// sandboxFiles are the files a sandbox's containers get in /etc.
-func sandboxFiles(c *runtimev1.SandboxConfig) map[string][]byte {
-	h := hostnameOf(c)
-	resolv, _ := os.ReadFile("/etc/resolv.conf")
-	if d := c.Dns; d != nil && len(d.Servers)+len(d.Searches)+len(d.Options) > 0 {
-		var b strings.Builder
-		if len(d.Searches) > 0 {
-			fmt.Fprintf(&b, "search %s\n", strings.Join(d.Searches, " "))
-		}
-		for _, s := range d.Servers {
-			fmt.Fprintf(&b, "nameserver %s\n", s)
-		}
-		if len(d.Options) > 0 {
-			fmt.Fprintf(&b, "options %s\n", strings.Join(d.Options, " "))
-		}
-		resolv = []byte(b.String())
-	}
-	return map[string][]byte{
-		"hostname":    []byte(h + "\n"),
-		"hosts":       []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + h + "\n"),
-		"resolv.conf": resolv,
-	}
+	return sandboxconf.CheckResources("config.resources", c.Resources)
 }
 
 // CreateSandbox makes a sandbox: its record, shared files, pod cgroup and,
@@ -193,7 +145,7 @@ func (p *Plugin) makeSandbox(ctx context.Context, d *daemon, sb *sandbox) error 
 	if err := os.Mkdir(sb.dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox dir: %w", err)
 	}
-	for name, data := range sandboxFiles(sb.rec.cfg) {
+	for name, data := range sandboxconf.Files(sb.rec.cfg) {
 		if err := writeFileSynced(filepath.Join(sb.dir, name), data, 0o644); err != nil {
 			return fmt.Errorf("sandbox %s: %w", name, err)
 		}

@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -84,7 +85,7 @@ func (in containerSpec) build() (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	hostname := hostnameOf(in.sandbox.config())
+	hostname := sandboxconf.Hostname(in.sandbox.config())
 	mounts, err := in.mounts()
 	if err != nil {
 		return nil, err

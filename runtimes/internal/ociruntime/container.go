@@ -19,6 +19,7 @@ import (
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"github.com/paddock-dev/paddock/runtimes/internal/ociruntime/shim"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -121,7 +122,7 @@ func validateContainerConfig(cfg *runtimev1.ContainerConfig) error {
 	if _, err := parseSignal("config.stop_signal", cfg.StopSignal, unix.SIGTERM); err != nil {
 		return err
 	}
-	return validateResources("config.resources", cfg.Resources)
+	return sandboxconf.CheckResources("config.resources", cfg.Resources)
 }
 
 // CreateContainer makes a container in a sandbox: its root filesystem,
@@ -886,7 +887,7 @@ func (p *Plugin) UpdateResources(ctx context.Context, r *runtimev1.UpdateResourc
 	if r.Resources == nil {
 		return nil, errdefs.Field(errdefs.ErrInvalidArgument, "resources", "resources are required")
 	}
-	if err := validateResources("resources", r.Resources); err != nil {
+	if err := sandboxconf.CheckResources("resources", r.Resources); err != nil {
 		return nil, err
 	}
 	c, err := p.lookupContainer(r.Id)

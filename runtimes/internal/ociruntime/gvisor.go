@@ -16,6 +16,7 @@ import (
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"github.com/paddock-dev/paddock/runtimes/internal/gvisorpod"
 	"github.com/paddock-dev/paddock/runtimes/internal/ociruntime/shim"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 )
 
@@ -171,7 +172,7 @@ func (p *Plugin) startGVisorSandbox(ctx context.Context, sb *sandbox) error {
 	}
 	cfg := sb.rec.Config.Msg
 	spec := gvisorpod.Pause{
-		SandboxID: sb.rec.ID, Hostname: sandboxHostname(cfg), NetnsPath: sb.rec.NetnsPath,
+		SandboxID: sb.rec.ID, Hostname: sandboxconf.Hostname(cfg), NetnsPath: sb.rec.NetnsPath,
 		CgroupsPath: podCgroup(sb.rec.ID), Root: "rootfs",
 		Rlimits: sandboxRlimits(cfg.GetResources()), // execs run with the root container's limits
 	}.Spec()

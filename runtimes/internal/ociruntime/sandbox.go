@@ -15,6 +15,7 @@ import (
 	"github.com/paddock-dev/paddock/internal/netns"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
 	"github.com/paddock-dev/paddock/runtimes/internal/ociruntime/shim"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -106,57 +107,7 @@ func validateSandboxConfig(c *runtimev1.SandboxConfig) error {
 			}
 		}
 	}
-	return validateResources("config.resources", c.Resources)
-}
-
-// validateResources rejects negative limits.
-func validateResources(field string, r *runtimev1.Resources) error {
-	if r == nil {
-		return nil
-	}
-	for name, v := range map[string]int64{"cpu_millis": r.CpuMillis, "cpu_shares_millis": r.CpuSharesMillis, "memory_bytes": r.MemoryBytes, "pids": r.Pids} {
-		if v < 0 {
-			return errdefs.Field(errdefs.ErrInvalidArgument, field+"."+name, fmt.Sprintf("%d is negative; use 0 for no limit", v))
-		}
-	}
-	if r.MemoryBytes > 0 && r.MemoryBytes < 4<<20 {
-		return errdefs.Field(errdefs.ErrInvalidArgument, field+".memory_bytes", fmt.Sprintf("%d is below the minimum of 4 MiB", r.MemoryBytes))
-	}
-	return nil
-}
-
-// resolvConf renders resolv.conf for d; without DNS config it is the
-// host's.
-func resolvConf(d *runtimev1.DNSConfig) []byte {
-	if d == nil || (len(d.Servers) == 0 && len(d.Searches) == 0 && len(d.Options) == 0) {
-		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			return b
-		}
-		return nil
-	}
-	var b strings.Builder
-	if len(d.Searches) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(d.Searches, " "))
-	}
-	for _, s := range d.Servers {
-		fmt.Fprintf(&b, "nameserver %s\n", s)
-	}
-	if len(d.Options) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(d.Options, " "))
-	}
-	return []byte(b.String())
-}
-
-// sandboxHostname is the hostname containers of c see.
-func sandboxHostname(c *runtimev1.SandboxConfig) string {
-	if c.Hostname != "" {
-		return c.Hostname
-	}
-	h := c.Name
-	if len(h) > 63 {
-		h = h[:63]
-	}
-	return h
+	return sandboxconf.CheckResources("config.resources", c.Resources)
 }
 
 // CreateSandbox makes a sandbox: its record, the files its containers
@@ -217,13 +168,7 @@ func (p *Plugin) makeSandbox(sb *sandbox, cg *cgroupLayout) error {
 	if err := os.Mkdir(sb.dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox dir: %w", err)
 	}
-	hostname := sandboxHostname(cfg)
-	files := map[string][]byte{
-		"hostname":    []byte(hostname + "\n"),
-		"hosts":       []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"),
-		"resolv.conf": resolvConf(cfg.Dns),
-	}
-	for name, data := range files {
+	for name, data := range sandboxconf.Files(cfg) {
 		// Readable by the containers' users; the directory above is 0700
 		// but bind mounts do not traverse it.
 		if err := shim.WriteFileAtomic(filepath.Join(sb.dir, name), data, 0o644, shim.Durable); err != nil {

@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/paddock-dev/paddock/core/errdefs"
 	runtimev1 "github.com/paddock-dev/paddock/plugins/runtime/v1"
+	"github.com/paddock-dev/paddock/runtimes/internal/sandboxconf"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,7 +82,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	hostname := sandboxHostname(in.sandbox.Config.Msg)
+	hostname := sandboxconf.Hostname(in.sandbox.Config.Msg)
 	seccomp := defaultSeccomp()
 	if seccomp == nil {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "no default seccomp profile for this architecture")
