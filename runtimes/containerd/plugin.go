@@ -250,26 +250,7 @@ func (p *Plugin) configured() (*Config, *daemon, error) {
 // Health streams the plugin's health: the daemon must answer, the state
 // directory take files and the image namespace be listable.
 func (p *Plugin) Health(_ *runtimev1.HealthRequest, s grpc.ServerStreamingServer[runtimev1.HealthEvent]) error {
-	ctx := s.Context()
-	var last *runtimev1.HealthEvent
-	var lastSent time.Time
-	t := time.NewTicker(p.opts.HealthInterval)
-	defer t.Stop()
-	for {
-		ev := p.checkHealth(ctx)
-		if last == nil || ev.Healthy != last.Healthy || ev.Description != last.Description || !sameConditions(ev, last) ||
-			time.Since(lastSent) >= 30*time.Second-p.opts.HealthInterval/2 {
-			if err := s.Send(ev); err != nil {
-				return err
-			}
-			last, lastSent = ev, time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return runtimev1.StreamHealth(s.Context(), s.Send, p.opts.HealthInterval, p.checkHealth)
 }
 
 func (p *Plugin) checkHealth(ctx context.Context) *runtimev1.HealthEvent {
@@ -312,12 +293,6 @@ func probeWritable(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
-}
-
-func sameConditions(a, b *runtimev1.HealthEvent) bool {
-	return slices.EqualFunc(a.Conditions, b.Conditions, func(x, y *runtimev1.RuntimeCondition) bool {
-		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message
-	})
 }
 
 // matchLabels reports whether labels has every pair of want.
